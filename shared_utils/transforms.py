@@ -1,0 +1,366 @@
+"""Clip-consistent transform primitives.
+
+CPU form: callables `(clip, rng) -> clip` on one clip [T, C, H, W] (uint8 or float), with every random draw made
+once per clip from the explicit numpy generator (or once per frame where a method asks for `per_frame=True`).
+GPU form: `GPUClipAugment` on a float batch [B, C, T, H, W] with parameters drawn per clip (or per frame) from a
+torch generator on the batch's device, using kornia's colour conversions.
+The recipe (which steps, which parameters) belongs to each method; only the primitives live here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import kornia
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Clip = torch.Tensor  # [T, C, H, W]
+ClipOp = Callable[[Clip, np.random.Generator], Clip]
+
+
+def _interp(name: str) -> TF.InterpolationMode:
+    return {
+        "bilinear": TF.InterpolationMode.BILINEAR,
+        "nearest": TF.InterpolationMode.NEAREST,
+        "bicubic": TF.InterpolationMode.BICUBIC,
+    }[name]
+
+
+# --------------------------------------------------------------------------------------------------- functional
+
+
+def random_resized_crop_params(
+    height: int,
+    width: int,
+    scale: Sequence[float],
+    ratio: Sequence[float],
+    rng: np.random.Generator,
+    attempts: int = 10,
+) -> tuple[int, int, int, int]:
+    """(top, left, h, w) as torchvision's RandomResizedCrop: area fraction ~ U(scale), log-uniform aspect ratio,
+    up to `attempts` tries, then a center crop clamped to the ratio range."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(attempts):
+        target_area = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def resized_crop(
+    clip: Clip, top: int, left: int, h: int, w: int, size: int | Sequence[int], interpolation: str = "bilinear"
+) -> Clip:
+    size = [size, size] if isinstance(size, int) else list(size)
+    return TF.resized_crop(clip, top, left, h, w, size, interpolation=_interp(interpolation), antialias=True)
+
+
+def center_crop(clip: Clip, size: int | Sequence[int]) -> Clip:
+    size = [size, size] if isinstance(size, int) else list(size)
+    return TF.center_crop(clip, size)
+
+
+def resize(clip: Clip, size: int | Sequence[int], interpolation: str = "bilinear") -> Clip:
+    """int size: short side -> size (aspect kept); (h, w): exact size."""
+    size = [size] if isinstance(size, int) else list(size)
+    return TF.resize(clip, size, interpolation=_interp(interpolation), antialias=True)
+
+
+def hflip(clip: Clip) -> Clip:
+    return clip.flip(-1)
+
+
+def _jitter_one(frames: Clip, factors: dict[str, float], order: Sequence[str]) -> Clip:
+    for name in order:
+        if name == "brightness":
+            frames = TF.adjust_brightness(frames, factors[name])
+        elif name == "contrast":
+            frames = TF.adjust_contrast(frames, factors[name])
+        elif name == "saturation":
+            frames = TF.adjust_saturation(frames, factors[name])
+        elif name == "hue":
+            frames = TF.adjust_hue(frames, factors[name])
+    return frames
+
+
+def _jitter_draw(rng: np.random.Generator, b: float, c: float, s: float, h: float, random_order: bool):
+    factors = {}
+    for name, amount in (("brightness", b), ("contrast", c), ("saturation", s)):
+        if amount > 0:
+            factors[name] = float(rng.uniform(max(0.0, 1 - amount), 1 + amount))
+    if h > 0:
+        factors["hue"] = float(rng.uniform(-h, h))
+    order = list(factors)
+    if random_order:
+        order = [order[i] for i in rng.permutation(len(order))]
+    return factors, order
+
+
+def color_jitter(
+    clip: Clip,
+    brightness: float,
+    contrast: float,
+    saturation: float,
+    hue: float,
+    rng: np.random.Generator,
+    per_frame: bool = False,
+    random_order: bool = True,
+) -> Clip:
+    """torchvision-style colour jitter: factors U(1-x, 1+x) (hue U(-h, h)) applied in a random order, drawn once
+    per clip (or once per frame)."""
+    if not per_frame:
+        factors, order = _jitter_draw(rng, brightness, contrast, saturation, hue, random_order)
+        return _jitter_one(clip, factors, order)
+    frames = []
+    for t in range(clip.shape[0]):
+        factors, order = _jitter_draw(rng, brightness, contrast, saturation, hue, random_order)
+        frames.append(_jitter_one(clip[t : t + 1], factors, order))
+    return torch.cat(frames)
+
+
+def grayscale(clip: Clip) -> Clip:
+    """Luminance grayscale replicated to 3 channels."""
+    return TF.rgb_to_grayscale(clip, num_output_channels=3)
+
+
+def to_float(clip: Clip) -> Clip:
+    """uint8 -> float32 in [0, 1] (float input is returned unchanged)."""
+    return clip.float().div_(255.0) if clip.dtype == torch.uint8 else clip
+
+
+def normalize(clip: Clip, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Clip:
+    """(x - mean) / std per channel on a float clip [T, C, H, W]."""
+    mean_t = torch.as_tensor(mean, dtype=clip.dtype).view(1, -1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=clip.dtype).view(1, -1, 1, 1)
+    return (clip - mean_t) / std_t
+
+
+def to_cthw(clip: Clip) -> torch.Tensor:
+    """[T, C, H, W] -> [C, T, H, W] (contiguous), the layout 3D CNNs take."""
+    return clip.permute(1, 0, 2, 3).contiguous()
+
+
+# --------------------------------------------------------------------------------------------------- composable ops
+
+
+class ClipCompose:
+    """Apply ops in order, threading the same rng through them."""
+
+    def __init__(self, ops: Sequence[ClipOp]) -> None:
+        self.ops = list(ops)
+
+    def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
+        for op in self.ops:
+            clip = op(clip, rng)
+        return clip
+
+    def __repr__(self) -> str:
+        return "ClipCompose(" + ", ".join(type(op).__name__ for op in self.ops) + ")"
+
+
+class RandomResizedCrop:
+    def __init__(self, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), interpolation: str = "bilinear") -> None:
+        self.size, self.scale, self.ratio, self.interpolation = size, scale, ratio, interpolation
+
+    def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
+        top, left, h, w = random_resized_crop_params(clip.shape[-2], clip.shape[-1], self.scale, self.ratio, rng)
+        return resized_crop(clip, top, left, h, w, self.size, self.interpolation)
+
+
+class RandomCrop:
+    """Same random size x size window for every frame (no resize)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
+        height, width = clip.shape[-2:]
+        top = int(rng.integers(0, max(height - self.size, 0) + 1))
+        left = int(rng.integers(0, max(width - self.size, 0) + 1))
+        return clip[..., top : top + self.size, left : left + self.size]
+
+
+class CenterCrop:
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, clip: Clip, rng: np.random.Generator | None = None) -> Clip:
+        return center_crop(clip, self.size)
+
+
+class Resize:
+    def __init__(self, size: int | Sequence[int], interpolation: str = "bilinear") -> None:
+        self.size, self.interpolation = size, interpolation
+
+    def __call__(self, clip: Clip, rng: np.random.Generator | None = None) -> Clip:
+        return resize(clip, self.size, self.interpolation)
+
+
+class RandomHorizontalFlip:
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
+        return hflip(clip) if rng.random() < self.p else clip
+
+
+class ColorJitter:
+    """Applied with probability p (one draw per clip); factors per clip unless per_frame."""
+
+    def __init__(
+        self,
+        brightness=0.0,
+        contrast=0.0,
+        saturation=0.0,
+        hue=0.0,
+        p: float = 1.0,
+        per_frame: bool = False,
+        random_order: bool = True,
+    ) -> None:
+        self.b, self.c, self.s, self.h = brightness, contrast, saturation, hue
+        self.p, self.per_frame, self.random_order = p, per_frame, random_order
+
+    def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
+        if rng.random() >= self.p:
+            return clip
+        return color_jitter(clip, self.b, self.c, self.s, self.h, rng, self.per_frame, self.random_order)
+
+
+class RandomGrayscale:
+    """Luminance grayscale with probability p, for the whole clip or independently per frame."""
+
+    def __init__(self, p: float = 0.2, per_frame: bool = False) -> None:
+        self.p, self.per_frame = p, per_frame
+
+    def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
+        if not self.per_frame:
+            return grayscale(clip) if rng.random() < self.p else clip
+        mask = torch.from_numpy(rng.random(clip.shape[0]) < self.p)
+        if not mask.any():
+            return clip
+        out = clip.clone()
+        out[mask] = grayscale(clip[mask])
+        return out
+
+
+class ToFloat:
+    def __call__(self, clip: Clip, rng: np.random.Generator | None = None) -> Clip:
+        return to_float(clip)
+
+
+class Normalize:
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
+        self.mean, self.std = mean, std
+
+    def __call__(self, clip: Clip, rng: np.random.Generator | None = None) -> Clip:
+        return normalize(to_float(clip), self.mean, self.std)
+
+
+class ToCTHW:
+    def __call__(self, clip: Clip, rng: np.random.Generator | None = None) -> torch.Tensor:
+        return to_cthw(clip)
+
+
+# --------------------------------------------------------------------------------------------------- GPU batched
+
+
+class GPUClipAugment(nn.Module):
+    """Batched augmentation of float clips [B, C, T, H, W] in [0, 1] on their device.
+
+    Steps (each optional): random grayscale (p) -> colour jitter (p, b/c/s/h, fixed order b, c, s, h) ->
+    horizontal flip (p) -> normalisation. Parameters are drawn per clip and shared by its T frames, or per frame
+    with per_frame=True (what kornia does when clips are flattened to images, as VideoMoCo's original did).
+    """
+
+    def __init__(
+        self,
+        grayscale_p: float = 0.0,
+        jitter: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
+        jitter_p: float = 0.0,
+        flip_p: float = 0.0,
+        mean: Sequence[float] | None = IMAGENET_MEAN,
+        std: Sequence[float] | None = IMAGENET_STD,
+        per_frame: bool = False,
+    ) -> None:
+        super().__init__()
+        self.grayscale_p, self.jitter, self.jitter_p, self.flip_p = grayscale_p, tuple(jitter), jitter_p, flip_p
+        self.per_frame = per_frame
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1, 1) if mean is not None else torch.empty(0))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1, 1) if std is not None else torch.empty(0))
+
+    def _draw(self, shape: tuple[int, int], generator: torch.Generator | None, device) -> torch.Tensor:
+        """Uniform [0,1) draws of shape (B, T) or (B, 1) broadcastable over frames."""
+        b, t = shape
+        return torch.rand((b, t if self.per_frame else 1), generator=generator, device=device)
+
+    def _uniform(self, shape, low: float, high: float, generator, device) -> torch.Tensor:
+        return low + (high - low) * self._draw(shape, generator, device)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        device = x.device
+        frames = x.permute(0, 2, 1, 3, 4)  # B, T, C, H, W
+
+        def per_frame(values: torch.Tensor) -> torch.Tensor:
+            return values.expand(b, t).reshape(b, t, 1, 1, 1)
+
+        if self.grayscale_p > 0:
+            gray = kornia.color.rgb_to_grayscale(frames.reshape(b * t, c, h, w)).view(b, t, 1, h, w)
+            use = per_frame(self._draw((b, t), generator, device) < self.grayscale_p)
+            frames = torch.where(use, gray.expand_as(frames), frames)
+        if self.jitter_p > 0 and any(self.jitter):
+            frames = self._jitter(frames, generator, per_frame)
+        if self.flip_p > 0:
+            use = per_frame(self._draw((b, t), generator, device) < self.flip_p)
+            frames = torch.where(use, frames.flip(-1), frames)
+        out = frames.permute(0, 2, 1, 3, 4)
+        if self.mean.numel():
+            out = (out - self.mean) / self.std
+        return out.contiguous()
+
+    def _jitter(self, frames: torch.Tensor, generator, per_frame) -> torch.Tensor:
+        b, t, c, h, w = frames.shape
+        device = frames.device
+        apply = per_frame(self._draw((b, t), generator, device) < self.jitter_p)
+        bright, contrast, sat, hue = self.jitter
+        out = frames
+        if bright > 0:
+            out = (out * per_frame(self._uniform((b, t), max(0, 1 - bright), 1 + bright, generator, device))).clamp(
+                0, 1
+            )
+        if contrast > 0:
+            factor = per_frame(self._uniform((b, t), max(0, 1 - contrast), 1 + contrast, generator, device))
+            mean = kornia.color.rgb_to_grayscale(out.reshape(b * t, c, h, w)).view(b, t, 1, h, w)
+            mean = mean.mean(dim=(-1, -2, -3), keepdim=True)
+            out = (factor * out + (1 - factor) * mean).clamp(0, 1)
+        if sat > 0:
+            factor = per_frame(self._uniform((b, t), max(0, 1 - sat), 1 + sat, generator, device))
+            gray = kornia.color.rgb_to_grayscale(out.reshape(b * t, c, h, w)).view(b, t, 1, h, w)
+            out = (factor * out + (1 - factor) * gray).clamp(0, 1)
+        if hue > 0:
+            shift = per_frame(self._uniform((b, t), -hue, hue, generator, device))
+            hsv = kornia.color.rgb_to_hsv(out.reshape(b * t, c, h, w)).view(b, t, c, h, w)
+            hue_channel = torch.remainder(hsv[:, :, :1] + shift * 2 * math.pi, 2 * math.pi)
+            hsv = torch.cat([hue_channel, hsv[:, :, 1:]], dim=2)
+            out = kornia.color.hsv_to_rgb(hsv.reshape(b * t, c, h, w)).view(b, t, c, h, w)
+        return torch.where(apply, out, frames)
