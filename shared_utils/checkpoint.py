@@ -95,8 +95,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         with torch.serialization.safe_globals(_safe_globals()):
             obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        fail(f"checkpoint '{path}' holds objects outside the weights_only allowlist: {first}")
+        match = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if match:
+            fail(f"checkpoint '{path}' holds objects outside the weights_only allowlist: {match.group(1)}")
+        fail(f"checkpoint '{path}' is not a readable PyTorch file (the unpickler rejected its contents)")
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         fail(f"checkpoint '{path}' is not a readable PyTorch file ({type(err).__name__}: {str(err)[:200]})")
     if not isinstance(obj, Mapping):
