@@ -20,6 +20,7 @@ from shared_utils.cli import fail, require_file
 from shared_utils.data import DataWarnings, unpack_index
 
 DEFAULT_TEMPLATE = "image_{:05d}.jpg"
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10
 cv2.setNumThreads(1)  # decoding runs inside DataLoader workers; OpenCV's own pool would oversubscribe the cores
 
 
@@ -168,12 +169,17 @@ def decode_jpeg(
     if not _looks_complete(data):
         return None
     flag = _reduced_flag(*size_hint, short_side) if size_hint else cv2.IMREAD_COLOR
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    if flag == cv2.IMREAD_COLOR and _IMREAD_RGB is not None:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_RGB)  # RGB straight from libjpeg
+        is_bgr = False
+    else:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+        is_bgr = True
     if image is None:
         return None
     if short_side:
         image = resize_short_side_np(image, short_side)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if is_bgr else image
 
 
 def _read_bytes(path: str) -> bytes | None:
@@ -355,9 +361,12 @@ class ClipDataset(Dataset):
                     return None
                 index = int(rng.integers(len(self.entries)))
                 continue
-            if self.transform is not None:
-                clips = torch.stack([self.transform(clip, rng) for clip in clips])
-            clip = clips if self.mode == "test" else clips[0]
+            if self.mode != "test":
+                clip = clips[0] if self.transform is None else self.transform(clips[0], rng)
+            elif self.transform is None:
+                clip = clips
+            else:
+                clip = torch.stack([self.transform(c, rng) for c in clips])
             return clip, entry.label, index
         return None
 
