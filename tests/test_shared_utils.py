@@ -504,3 +504,30 @@ def test_bad_flags_and_paths_give_one_line_and_exit_code_2():
     assert bad_path.returncode == 2 and "Traceback" not in bad_path.stderr
     assert len(bad_path.stderr.strip().splitlines()) == 1
     assert "dataset root not found: '/definitely/missing'" in bad_path.stderr
+
+
+# --------------------------------------------------------------------------------------------------- logging
+
+
+def test_metric_logger_header_and_json_lines(tmp_path, capsys):
+    from shared_utils.logger import MetricLogger, SmoothedValue, append_json_line, log_run_header
+
+    meter = SmoothedValue(window_size=2)
+    for v in (1.0, 2.0, 6.0):
+        meter.update(v)
+    assert meter.global_avg == 3.0 and meter.avg == 4.0 and meter.max == 6.0
+    logger = MetricLogger()
+    seen = []
+    for i in logger.log_every(range(4), print_freq=2, header="Epoch: [0]"):
+        logger.update(loss=torch.tensor(float(i)))
+        seen.append(i)
+    assert seen == [0, 1, 2, 3] and logger.averages() == {"loss": 1.5}
+    out = capsys.readouterr().out
+    assert "Epoch: [0] [0/4]" in out and "Epoch: [0] [2/4]" in out and "Total time" in out
+    log_run_header(Namespace(lr=0.1, device=torch.device("cpu")), str(tmp_path))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("command: ") and out[1].startswith("git: ") and '"lr": 0.1' in out[2]
+    assert (tmp_path / "args.json").read_text().count('"device": "cpu"') == 1
+    append_json_line(str(tmp_path / "log.txt"), {"epoch": 0, "loss": 1.5})
+    append_json_line(str(tmp_path / "log.txt"), {"epoch": 1, "loss": 1.0})
+    assert (tmp_path / "log.txt").read_text().splitlines() == ['{"epoch": 0, "loss": 1.5}', '{"epoch": 1, "loss": 1.0}']
