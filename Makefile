@@ -17,7 +17,7 @@ export PYTHONUNBUFFERED := 1
 
 help:
 	@echo "make demo     install, build the synthetic dataset, pretrain + evaluate all four methods on CPU"
-	@echo "make test     install and run the test suite (pytest)"
+	@echo "make test     install and run the test suite (pytest, without the @slow tests; make test-all runs them too)"
 	@echo "make bench    loader / process_data / train-step benchmarks (numbers -> bench/README.md)"
 	@echo "make reproduce-{memdpc,vtdl,videomoco,cpd} [DATA_ROOT=...] [SMOKE=1]"
 
@@ -36,6 +36,9 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
