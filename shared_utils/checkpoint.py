@@ -357,6 +357,16 @@ class CheckpointWriter:
         self.best_name = best_name
         self.keep_last = keep_last
         os.makedirs(directory, exist_ok=True)
+        self.remove_stale_temp_files()
+
+    def remove_stale_temp_files(self) -> list[str]:
+        """Delete temp files left by a writer killed mid-write (the targets they were meant for are intact)."""
+        removed = []
+        for name in os.listdir(self.directory):
+            if name.startswith(".") and name.endswith(".tmp"):
+                os.remove(self.path(name))
+                removed.append(name)
+        return removed
 
     def path(self, name: str) -> str:
         return os.path.join(self.directory, name)
