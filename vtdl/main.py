@@ -1,0 +1,234 @@
+"""VTDL fine-tuning (`python main.py --method ft ...`, spec §8): backbone + classifier initialised from a VTDL
+checkpoint, NLL on log-probabilities, SGD with x0.3 steps, one validation clip per video every epoch."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shared_utils import dist
+from shared_utils.checkpoint import CheckpointWriter, add_prefix, load_checkpoint, plain_args, strip_prefix
+from shared_utils.cli import fail, require_file, run_cli
+from shared_utils.data import DataWarnings, EpochSampler, build_loader, collate_skip_none
+from shared_utils.logger import MetricLogger, append_json_line, check_finite, log_run_header, make_tb_writer
+from shared_utils.metrics import accuracy
+from shared_utils.rng import capture_rng_state, restore_rng_state
+from vtdl import runtime
+from vtdl.dataset import FinetuneDataset, TestTransform, TrainTransform, build_reader, read_list
+from vtdl.evaluation import classification_metrics, gather_by_index
+from vtdl.model import NUM_CLASSES, build_backbone, load_weight, weights_init
+from vtdl.opts import get_args_parser
+
+
+def check_common(args) -> None:
+    """Flag checks shared by main.py, test.py and feature_extractor.py (one clear line each)."""
+    if args.mode not in (None, "rgb"):
+        fail(f"--mode {args.mode}: only rgb is supported (the original's flow path was broken, spec §13.23)")
+    args.mode = "rgb"
+    try:
+        args.data_length, args.spatial_size = int(args.data_length), int(args.spatial_size)
+    except ValueError:
+        fail("--data_length and --spatial_size must be integers")
+    args.num_class = NUM_CLASSES[args.dataset]
+    args.logits_channel = 1024 if args.arch == "i3d" else 512
+
+
+def build_model(args, with_classifier: bool = True, require_classifier: bool = False) -> nn.Module:
+    model = build_backbone(args.arch, args.num_class, with_classifier, args.dropout, args.r2p1d_layers)
+    model.apply(weights_init)
+    if args.weights:
+        load_weight(model, args.weights, args.arch, require_classifier=require_classifier)
+    return model
+
+
+def finetune_loss(output: torch.Tensor, target: torch.Tensor, args) -> torch.Tensor:
+    """NLL of log-probabilities; log_softmax is a no-op on I3D/R3D outputs (already log-probabilities) and fixes
+    the original's NLL on raw R(2+1)D/C3D logits (spec §13.16) unless --raw_logits_nll."""
+    output = output.float()
+    return F.nll_loss(output if args.raw_logits_nll else F.log_softmax(output, dim=1), target)
+
+
+def lr_at(epoch: int, args) -> float:
+    """lr * 0.3 ** #{s in lr_steps : epoch >= s} (0-based epochs)."""
+    return args.lr * 0.3 ** sum(1 for s in args.lr_steps if epoch >= s)
+
+
+def train_one_epoch(model, loader, optimizer, epoch: int, args) -> dict:
+    model.train()
+    logger = MetricLogger(delimiter="  ")
+    header = f"Epoch: [{epoch}], lr: {optimizer.param_groups[0]['lr']:.5f}"
+    for i, (clips, target, _index) in enumerate(logger.log_every(loader, args.print_freq, header)):
+        if args.iters_per_epoch and i >= args.iters_per_epoch:
+            break
+        clips, target = runtime.to_device(clips, args), target.to(args.device)
+        with runtime.autocast(args):
+            output = model(clips)  # B, num_class
+        loss = finetune_loss(output, target, args)
+        check_finite(loss, i)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        top1, top3 = accuracy(output.detach().float(), target, (1, 3))
+        logger.update(n=clips.shape[0], loss=loss.item(), top1=top1, top3=top3)
+    logger.synchronize_between_processes()
+    stats = logger.averages()
+    print(f"Finetune Training: Top1:{stats.get('top1', 0):.3f} Top3:{stats.get('top3', 0):.3f}")
+    return stats
+
+
+@torch.no_grad()
+def evaluate(model, loader, args) -> dict:
+    """One clip per video (val mode); clip = video level here. Prints top-1/3/5, mean-class accuracy, loss."""
+    model.eval()
+    indices, scores, labels = [], [], []
+    for batch in MetricLogger().log_every(loader, args.print_freq, "Test:"):
+        if batch is None:
+            continue
+        clips, target, index = batch
+        with runtime.autocast(args):
+            output = model(runtime.to_device(clips, args)).float()
+        scores += list(F.log_softmax(output, 1).cpu())
+        indices += index.tolist()
+        labels += target.tolist()
+    _, stacked, target = gather_by_index(indices, scores, labels)
+    result = classification_metrics(stacked.exp(), target, args.num_class)
+    result["loss"] = F.nll_loss(stacked, target).item() if target.numel() else 0.0
+    print(f"Finetune Eval: Top1:{result['top1']:.3f} Top3:{result['top3']:.3f} Top5:{result['top5']:.3f} "
+          f"mean-class:{result['mean_class']:.3f} loss:{result['loss']:.4f} ({result['videos']} videos)")
+    return result
+
+
+def build_finetune_loader(args, list_path: str, mode: str, warnings: DataWarnings, shuffle: bool):
+    entries = read_list(list_path, args.root, args.frame_root)
+    reader = build_reader(entries, args.image_tmpl, args.spatial_size, warnings)
+    transform = TrainTransform(args.spatial_size, args.color_jitter) if mode == "train" else \
+        TestTransform(args.spatial_size)
+    dataset = FinetuneDataset(entries, reader, transform, args.data_length, args.stride, mode, args.val_clip)
+    batch = runtime.per_rank_batch(args.batch_size, args.world_size)
+    sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=args.seed, batch_size=batch)
+    workers = runtime.worker_count(args.workers)
+    return build_loader(dataset, batch, sampler, workers, collate_fn=collate_skip_none), sampler
+
+
+# --------------------------------------------------------------------------------------------------- checkpoints
+
+
+def save(writer, model, optimizer, epoch: int, best_prec1: float, is_best: bool, args) -> None:
+    """fine_tune_rgb_model_latest.pth.tar in the original layout ('module.base_model.' keys, epoch = epochs
+    done) plus the optimizer and RNG state; copied to ..._best.pth.tar with --model_selection best_on_test."""
+    if not dist.is_main_process():
+        return
+    bare = model.module if hasattr(model, "module") else model
+    state = {"epoch": epoch, "arch": args.arch, "best_prec1": best_prec1,
+             "state_dict": add_prefix(bare.state_dict(), "module.base_model."),
+             "optimizer": optimizer.state_dict(), "rng": capture_rng_state(), "args": plain_args(args)}
+    writer.save(state, is_best=is_best and args.model_selection == "best_on_test")
+
+
+def resume(path: str, model, optimizer) -> tuple[int, float]:
+    ckpt = load_checkpoint(path)
+    if "state_dict" not in ckpt or "epoch" not in ckpt:
+        fail(f"--resume '{path}' is not a fine-tuning checkpoint (needs 'state_dict' and 'epoch')")
+    bare = model.module if hasattr(model, "module") else model
+    bare.load_state_dict(strip_prefix(ckpt["state_dict"], ("module.", "base_model.")))
+    if "optimizer" in ckpt:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    if "rng" in ckpt:
+        restore_rng_state(ckpt["rng"])
+    print(f"=> resumed '{path}' at epoch {ckpt['epoch']}")
+    return int(ckpt["epoch"]), float(ckpt.get("best_prec1", 0.0))
+
+
+# --------------------------------------------------------------------------------------------------- main
+
+
+def worker(args) -> None:
+    runtime.setup_process(args)
+    try:
+        finetune(args)
+    finally:
+        dist.cleanup()
+
+
+def finetune(args) -> None:
+    # ---------------------------------------------------------------- set-up
+    run_dir = args.output_dir or os.path.join(args.logs_path, f"{args.method}_{args.date}")
+    log_run_header(args, run_dir if dist.is_main_process() else None)
+    warnings = DataWarnings()
+    train_loader, train_sampler = build_finetune_loader(args, args.train_list, "train", warnings, shuffle=True)
+    val_loader, _ = build_finetune_loader(args, args.val_list, "val", warnings, shuffle=False)
+    model = build_model(args).to(args.device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    if args.optim == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum,
+                                    weight_decay=args.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), args.lr)
+    writer = CheckpointWriter(run_dir, "fine_tune_rgb_model_latest.pth.tar", None, "fine_tune_rgb_model_best.pth.tar")
+    start_epoch, best_prec1 = args.start_epoch, 0.0
+    resume_path = args.resume or (writer.latest() if args.output_dir else None)
+    if resume_path:
+        start_epoch, best_prec1 = resume(resume_path, model, optimizer)
+    if args.distributed:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[args.gpu] if args.use_cuda else None)
+    tb = make_tb_writer(os.path.join(run_dir, "tb"), enabled=not args.no_tensorboard)
+
+    # ---------------------------------------------------------------- epochs
+    last = {}
+    for epoch in range(start_epoch, args.epochs):
+        tic = time.time()
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(epoch, args)
+        train_sampler.set_epoch(epoch)
+        train = train_one_epoch(model, train_loader, optimizer, epoch, args)
+        record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": train.get("loss"),
+                  "train_top1": train.get("top1"), "train_top3": train.get("top3")}
+        is_best = False
+        if (epoch + 1) % args.eval_freq == 0 or epoch == args.epochs - 1:
+            last = evaluate(model, val_loader, args)
+            is_best = last["top1"] > best_prec1
+            best_prec1 = max(best_prec1, last["top1"])
+            record.update({f"val_{k}": v for k, v in last.items() if k != "confusion"})
+        for key in ("train_loss", "train_top1", "val_loss", "val_top1"):
+            if record.get(key) is not None:
+                tb.add_scalar(key, record[key], epoch)
+        append_json_line(os.path.join(run_dir, "log.txt"), record | {"time_s": round(time.time() - tic, 2)})
+        save(writer, model, optimizer, epoch + 1, best_prec1, is_best, args)
+        remaining = (time.time() - tic) * (args.epochs - epoch - 1)
+        print(f"best_prec1 is: {best_prec1:.3f} (chosen on the val list = the test split; not the reported "
+              f"number) left time is : {datetime.timedelta(seconds=int(remaining))}")
+        dist.barrier()
+    if last:
+        print(f"final val Top1 {last['top1']:.3f} Top5 {last['top5']:.3f} mean-class {last['mean_class']:.3f}"
+              + (f"  (best_on_test {best_prec1:.3f})" if args.model_selection == "best_on_test" else ""))
+    if warnings.summary():
+        print(warnings.summary())
+    tb.close()
+
+
+def main(args) -> None:
+    if args.method != "ft":
+        fail(f"--method {args.method}: only 'ft' is implemented; the older pretext tasks (pt, pt_and_ft, spec §7) "
+             "are not ported: pretrain VTDL with train_temporal_dis.py")
+    check_common(args)
+    require_file(args.train_list, "--train_list")
+    require_file(args.val_list, "--val_list")
+    args.date = datetime.datetime.now().strftime("%m-%d-%H%M")
+    runtime.resolve_devices(args, args.gpus)
+    runtime.start(worker, args)
+
+
+def cli(argv=None) -> None:
+    run_cli(main, get_args_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    from vtdl.main import cli as _cli  # spawned workers must find `worker` by module path
+
+    _cli()

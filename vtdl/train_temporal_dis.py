@@ -1,0 +1,271 @@
+"""VTDL pretraining (the original `train_temporal_dis.py`, spec §6): MoCo with a same-video temporal negative
+and TCA on the query. Run from anywhere: `python vtdl/train_temporal_dis.py --softmax --moco ...`;
+`--gpus 0,1` or torchrun for DDP (the batch size is global)."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from shared_utils import dist
+from shared_utils.checkpoint import CheckpointWriter, add_prefix, load_checkpoint, plain_args, strip_prefix
+from shared_utils.cli import fail, require_file, run_cli
+from shared_utils.data import DataWarnings, EpochSampler, build_loader
+from shared_utils.logger import MetricLogger, append_json_line, check_finite, log_run_header, make_tb_writer
+from shared_utils.rng import capture_rng_state, derive_seed, restore_rng_state
+from vtdl import runtime
+from vtdl.dataset import PretrainDataset, TrainTransform, build_reader, read_list
+from vtdl.heads import EMBED_DIM
+from vtdl.loss import NCECriterion, NCESoftmaxLoss, ins_prob, positive_probability
+from vtdl.model import MemoryMoCo, build_backbone, moment_update, weights_init
+from vtdl.opts import get_pretrain_args_parser
+from vtdl.tca import tca
+
+
+class QueryEncoder(nn.Module):
+    """One DDP forward for both query-encoder passes (anchor, temporal negative): separate BN batches, as the
+    original's two calls, and a single gradient reduction."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, anchor: torch.Tensor, negative: torch.Tensor | None = None):
+        q = self.encoder(anchor)[0]  # B, 128 (unit norm)
+        n = self.encoder(negative)[0] if negative is not None else None
+        return q, n
+
+
+def compute_loss(query, model_ema, contrast, criterion, anchor, positive, negative, tca_rng, args):
+    """One VTDL step's loss and logits (spec §6.2): TCA on the anchor, q from the query encoder, k from the key
+    encoder (shuffle-BN across processes), n (temporal negative) from the query encoder WITH gradient."""
+    if not args.no_tca:
+        anchor = tca(anchor, tca_rng, args.tca_lambda)
+    with runtime.autocast(args):
+        q, n = query(anchor, None if args.no_temporal_negative else negative)
+        with torch.no_grad():
+            shuffled, idx_unshuffle = dist.batch_shuffle(positive)
+            k = dist.batch_unshuffle(model_ema(shuffled)[0], idx_unshuffle)  # B, 128
+    logits = contrast(q.float(), k.float(), None if n is None else n.float())  # B, K + 1 (+ 1)
+    return criterion(logits), logits
+
+
+def adjust_learning_rate(optimizer, epoch: int, args) -> float:
+    """base * rate ** (number of decay epochs strictly below the current 1-based epoch)."""
+    steps = int(np.sum(epoch > np.asarray([int(e) for e in args.lr_decay_epochs.split(",") if e.strip()])))
+    lr = args.learning_rate * args.lr_decay_rate**steps
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def train_one_epoch(state, loader, epoch: int, start_iter: int, args) -> str:
+    """Iterate one epoch (from start_iter when resuming mid-epoch). Returns 'done' or 'stop' (--stop_at_iter)."""
+    query, model_ema, contrast = state["query"], state["model_ema"], state["contrast"]
+    logger = MetricLogger(delimiter="  ")
+    header = f"TemporalDis Train: [{epoch}]"
+    query.train()
+    model_ema.train()  # the original's key encoder: eval mode except BN, i.e. batch statistics
+    for it, (inputs, _label, _index) in enumerate(logger.log_every(loader, args.print_freq, header), start_iter):
+        if args.iters_per_epoch and it >= args.iters_per_epoch:
+            break
+        anchor, positive, negative = (runtime.to_device(x, args) for x in inputs)
+        tca_rng = np.random.RandomState(derive_seed("tca", args.seed, epoch, it, args.rank) % 2**32)
+        loss, logits = compute_loss(query, model_ema, contrast, state["criterion"], anchor, positive, negative,
+                                    tca_rng, args)
+        check_finite(loss, state["global_step"])
+        state["optimizer"].zero_grad(set_to_none=True)
+        loss.backward()
+        state["optimizer"].step()
+        moment_update(query, model_ema, args.alpha)
+        state["global_step"] += 1
+        logger.update(n=anchor.shape[0], loss=loss.item(), prob=dist.all_reduce_mean(ins_prob(logits)),
+                      p_pos=dist.all_reduce_mean(positive_probability(logits)))
+        logger.update(lr=state["optimizer"].param_groups[0]["lr"])
+        state["meters"] = logger
+        if args.save_every_iters and state["global_step"] % args.save_every_iters == 0:
+            save(state, args, epoch - 1, it + 1)
+        if args.stop_at_iter and state["global_step"] >= args.stop_at_iter:
+            save(state, args, epoch - 1, it + 1)
+            return "stop"
+    logger.synchronize_between_processes()
+    state["meters"] = logger
+    return "done"
+
+
+# --------------------------------------------------------------------------------------------------- checkpoints
+
+
+def save(state, args, epochs_done: int, iteration: int = 0, epoch_file: bool = False) -> None:
+    """current.pth (+ ckpt_epoch_{e}.pth) in the original format, plus what exact resume needs."""
+    if not dist.is_main_process():
+        return
+    encoder = state["query"].module.encoder if hasattr(state["query"], "module") else state["query"].encoder
+    ckpt = {
+        "opt": plain_args(args), "args": plain_args(args),
+        "model": add_prefix(encoder.state_dict(), "module."),
+        "model_ema": add_prefix(state["model_ema"].state_dict(), "module."),
+        "contrast": state["contrast"].state_dict(), "contrast_index": state["contrast"].index,
+        "optimizer": state["optimizer"].state_dict(), "epoch": epochs_done, "iteration": iteration,
+        "global_step": state["global_step"], "rng": capture_rng_state(),
+    }
+    state["writer"].save(ckpt, epoch=epochs_done if epoch_file else None)
+
+
+def resume(state, path: str) -> tuple[int, int]:
+    """Restore everything from a pretraining checkpoint (ours or the original's); returns (next epoch, iter)."""
+    ckpt = load_checkpoint(path)
+    for key in ("model", "model_ema", "contrast", "optimizer", "epoch"):
+        if key not in ckpt:
+            fail(f"--resume '{path}' is not a pretraining checkpoint (no '{key}')")
+    encoder = state["query"].module.encoder if hasattr(state["query"], "module") else state["query"].encoder
+    encoder.load_state_dict(strip_prefix(ckpt["model"], ("module.",)))
+    state["model_ema"].load_state_dict(strip_prefix(ckpt["model_ema"], ("module.",)))
+    state["contrast"].load_state_dict(ckpt["contrast"])
+    state["contrast"].index = int(ckpt.get("contrast_index", 0))
+    state["optimizer"].load_state_dict(ckpt["optimizer"])
+    state["global_step"] = int(ckpt.get("global_step", 0))
+    if "rng" in ckpt:
+        restore_rng_state(ckpt["rng"])
+    else:
+        print("note: checkpoint without queue pointer / RNG state (original format): the queue restarts at row 0")
+    iteration = int(ckpt.get("iteration", 0))
+    print(f"=> resumed '{path}' (epochs done {ckpt['epoch']}, iteration {iteration})")
+    return int(ckpt["epoch"]) + 1, iteration
+
+
+# --------------------------------------------------------------------------------------------------- main
+
+
+def run_dirs(args) -> tuple[str, str]:
+    """(checkpoint dir, tensorboard dir): --output_dir, else the original's date-stamped layout
+    {experiments_root}/TemporalDis/{dataset}/{models,tensorboard}/{mm-dd-HHMM}[_warm][_amp_O2]_aug_{aug}."""
+    if args.output_dir:
+        return args.output_dir, os.path.join(args.output_dir, "tb")
+    run = datetime.datetime.now().strftime("%m-%d-%H%M") + ("_warm" if args.warm else "")
+    run += (f"_amp_{args.opt_level}" if args.amp else "") + f"_aug_{args.aug}"
+    base = os.path.join(args.experiments_root, "TemporalDis", args.dataset)
+    return os.path.join(base, "models", run), os.path.join(base, "tensorboard", run)
+
+
+def build_state(args, n_data: int) -> dict:
+    """Query/key encoders (original init, key = copy of query), queue, criterion, SGD (query encoder only)."""
+    model = build_backbone(args.arch, num_classes=101, with_classifier=False, r2p1d_layers=args.r2p1d_layers)
+    model.apply(weights_init)
+    model_ema = copy.deepcopy(model)
+    model_ema.requires_grad_(False)
+    memory_format = torch.channels_last_3d if args.channels_last else torch.contiguous_format
+    model.to(args.device, memory_format=memory_format)
+    model_ema.to(args.device, memory_format=memory_format)
+    contrast = MemoryMoCo(EMBED_DIM, n_data, args.nce_k, args.nce_t, args.softmax).to(args.device)
+    criterion = NCESoftmaxLoss() if args.softmax else NCECriterion(n_data)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.learning_rate, momentum=args.momentum,
+                                weight_decay=args.weight_decay)
+    query = QueryEncoder(model)
+    if args.distributed:
+        query = nn.parallel.DistributedDataParallel(query, device_ids=[args.gpu] if args.use_cuda else None)
+    return {"query": query, "model_ema": model_ema, "contrast": contrast, "criterion": criterion,
+            "optimizer": optimizer, "global_step": 0}
+
+
+def build_loader_for(args, warnings: DataWarnings):
+    entries = read_list(args.train_list, args.root, args.frame_root)
+    reader = build_reader(entries, args.image_tmpl, args.spatial_size, warnings)
+    dataset = PretrainDataset(entries, reader, TrainTransform(args.spatial_size, args.color_jitter, args.aug),
+                              args.data_length, args.stride, args.start_range_len)
+    batch = runtime.per_rank_batch(args.batch_size, args.world_size)
+    if len(dataset) < args.batch_size:
+        fail(f"{args.train_list} lists {len(dataset)} videos, fewer than one batch (--batch_size {args.batch_size})")
+    sampler = EpochSampler(len(dataset), shuffle=True, seed=args.seed, batch_size=batch, drop_last=True)
+    loader = build_loader(dataset, batch, sampler, runtime.worker_count(args.num_workers), drop_last=True,
+                          persistent_workers=runtime.worker_count(args.num_workers) > 0)
+    return dataset, sampler, loader
+
+
+def worker(args) -> None:
+    runtime.setup_process(args)
+    try:
+        pretrain(args)
+    finally:
+        dist.cleanup()
+
+
+def pretrain(args) -> None:
+    # ---------------------------------------------------------------- set-up
+    ckpt_dir, tb_dir = run_dirs(args)
+    if dist.is_main_process():
+        os.makedirs(ckpt_dir, exist_ok=True)
+    log_run_header(args, ckpt_dir if dist.is_main_process() else None)
+    warnings = DataWarnings()
+    dataset, sampler, loader = build_loader_for(args, warnings)
+    state = build_state(args, len(dataset))
+    state["writer"] = CheckpointWriter(ckpt_dir, "current.pth", "ckpt_epoch_{epoch}.pth", None)
+    tb = make_tb_writer(tb_dir, enabled=not args.no_tensorboard)
+    print(f"{len(dataset)} videos, {len(loader)} iterations/epoch, K={args.nce_k}, T={args.nce_t}, "
+          f"TCA {'off' if args.no_tca else f'lambda<{args.tca_lambda}'}, temporal negative "
+          f"{'off' if args.no_temporal_negative else 'on'}, {args.world_size} process(es) on {args.device}")
+
+    # ---------------------------------------------------------------- resume
+    start_epoch, start_iter = 1, 0
+    resume_path = args.resume or (state["writer"].latest() if args.output_dir else None)
+    if resume_path:
+        start_epoch, start_iter = resume(state, resume_path)
+    per_epoch = min(len(loader), args.iters_per_epoch) if args.iters_per_epoch else len(loader)
+    if start_iter >= per_epoch:
+        start_epoch, start_iter = start_epoch + 1, 0
+
+    # ---------------------------------------------------------------- epochs
+    for epoch in range(start_epoch, args.epochs + 1):
+        lr = adjust_learning_rate(state["optimizer"], epoch, args)
+        sampler.set_epoch(epoch)
+        sampler.set_start_iteration(start_iter)
+        print("==> (TemporalDis) training...")
+        tic = time.time()
+        status = train_one_epoch(state, loader, epoch, start_iter, args)
+        if status == "stop":
+            print(f"stopped at global iteration {state['global_step']} (--stop_at_iter)")
+            return
+        start_iter = 0
+        stats = state["meters"].averages()
+        print(f"epoch {epoch}, total time {time.time() - tic:.2f}")
+        if not math.isfinite(stats.get("loss", 0.0)):
+            fail(f"non-finite loss in epoch {epoch}")
+        tb.add_scalar("ins_loss", stats.get("loss", 0.0), epoch)
+        tb.add_scalar("ins_prob", stats.get("prob", 0.0), epoch)
+        tb.add_scalar("learning_rate", lr, epoch)
+        append_json_line(os.path.join(ckpt_dir, "log.txt"), {"epoch": epoch, "ins_loss": stats.get("loss"),
+                         "ins_prob": stats.get("prob"), "p_pos": stats.get("p_pos"), "lr": lr,
+                         "global_step": state["global_step"], "time_s": round(time.time() - tic, 2)})
+        print("==> Saving...")
+        save(state, args, epoch, 0, epoch_file=epoch % args.save_freq == 0)
+        dist.barrier()
+    if warnings.summary():
+        print(warnings.summary())
+    tb.close()
+
+
+def main(args) -> None:
+    require_file(args.train_list, "--train_list")
+    if args.val_list and "--val_list" in sys.argv:
+        require_file(args.val_list, "--val_list")
+    runtime.resolve_devices(args, args.gpus)
+    runtime.start(worker, args)
+
+
+def cli(argv=None) -> None:
+    args = get_pretrain_args_parser().parse_args(argv)
+    run_cli(main, args)
+
+
+if __name__ == "__main__":
+    from vtdl.train_temporal_dis import cli as _cli  # spawned workers must find `worker` by module path
+
+    _cli()
