@@ -35,10 +35,8 @@ from process_data.common import (
     template_regex,
     write_json_atomic,
 )
+from process_data.flow import flow_algorithm, flow_images
 from shared_utils.cli import ArgumentParser, fail, require_dir, run_cli
-
-FLOW_BOUND = 20.0  # px; flow is clipped to +-FLOW_BOUND before the uint8 mapping
-
 
 # ------------------------------------------------------------------------------------------------ decoding
 
@@ -62,8 +60,13 @@ BT601_SPACES = (2, 5, 6)  # AVColorSpace unspecified, BT470BG, SMPTE170M: what c
 def _to_bgr(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
     """BGR uint8 array; limited-range BT.601 yuv420p (UCF/HMDB/most K400) via cv2, which is several times
     faster than swscale at these sizes (mean difference ~1 grey level), anything else via swscale."""
-    if (frame.format.name == "yuv420p" and frame.color_range in (0, 1) and frame.colorspace in BT601_SPACES
-            and frame.width % 2 == 0 and frame.height % 2 == 0):
+    if (
+        frame.format.name == "yuv420p"
+        and frame.color_range in (0, 1)
+        and frame.colorspace in BT601_SPACES
+        and frame.width % 2 == 0
+        and frame.height % 2 == 0
+    ):
         return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
     return reformatter.reformat(frame, format="bgr24").to_ndarray()
 
@@ -115,40 +118,6 @@ def decode_video(path: str, threads: bool = False) -> tuple[list[np.ndarray], di
     return frames, dict(decoder="opencv", declared=declared, error=pyav_error)
 
 
-# ------------------------------------------------------------------------------------------------ flow
-
-
-def flow_algorithm() -> str:
-    """'tvl1' when this OpenCV build has DualTVL1 (contrib), else 'farneback'."""
-    if hasattr(cv2, "optflow") and hasattr(cv2.optflow, "DualTVL1OpticalFlow_create"):
-        return "tvl1"
-    if hasattr(cv2, "DualTVL1OpticalFlow_create"):
-        return "tvl1"
-    return "farneback"
-
-
-def _flow_fn(algorithm: str):
-    if algorithm == "tvl1":
-        create = getattr(getattr(cv2, "optflow", cv2), "DualTVL1OpticalFlow_create", None)
-        create = create or cv2.DualTVL1OpticalFlow_create
-        tvl1 = create()  # default parameters, as the MemDPC/CoCLR extraction
-        return lambda prev, nxt: tvl1.calc(prev, nxt, None)
-    return lambda prev, nxt: cv2.calcOpticalFlowFarneback(prev, nxt, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-
-
-def flow_to_image(flow: np.ndarray) -> np.ndarray:
-    """float [H, W, 2] (dx, dy) -> uint8 [H, W, 3]: ch0 = dx, ch1 = dy mapped by (f+20)*255/40, ch2 = 128."""
-    mapped = np.round((np.clip(flow, -FLOW_BOUND, FLOW_BOUND) + FLOW_BOUND) * (255.0 / (2 * FLOW_BOUND)))
-    image = np.full((*flow.shape[:2], 3), 128, np.uint8)
-    image[..., :2] = mapped.astype(np.uint8)
-    return image
-
-
-def image_to_flow(image: np.ndarray) -> np.ndarray:
-    """Inverse of flow_to_image for an array read with cv2.imread (BGR order = the array that was written)."""
-    return image[..., :2].astype(np.float32) * (2 * FLOW_BOUND / 255.0) - FLOW_BOUND
-
-
 # ------------------------------------------------------------------------------------------------ one video
 
 
@@ -164,15 +133,6 @@ def _write_folder(final: str, images, template: str, quality: int) -> int:
             raise OSError(f"cv2.imwrite failed in {tmp}")
     os.replace(tmp, final)
     return count
-
-
-def _flow_images(frames: list[np.ndarray], algorithm: str):
-    calc = _flow_fn(algorithm)
-    prev = cv2.cvtColor(frames[0], cv2.COLOR_BGR2GRAY)
-    for frame in frames[1:]:
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        yield flow_to_image(calc(prev, gray))
-        prev = gray
 
 
 def _needs_work(rel: str, cfg: dict) -> bool:
@@ -204,7 +164,9 @@ def process_video(rel: str, cfg: dict) -> dict:
             if need_frames:
                 _write_folder(frame_dir, frames, cfg["template"], cfg["quality"])
             if need_flow:
-                _write_folder(flow_dir, _flow_images(frames, cfg["flow_algorithm"]), cfg["flow_template"], cfg["quality"])
+                _write_folder(
+                    flow_dir, flow_images(frames, cfg["flow_algorithm"]), cfg["flow_template"], cfg["quality"]
+                )
             result["status"] = "extracted"
         except (ValueError, OSError, cv2.error, MemoryError) as err:
             return dict(result, status="failed", reason=str(err))
@@ -256,9 +218,20 @@ def extract(
     if not videos:
         fail(f"no videos ({', '.join(exts)}) under {video_root}")
     algorithm = flow_algorithm() if flow else None
-    cfg = dict(video_root=video_root, frame_root=frame_root, flow_root=flow_root, flow=flow, short_side=short_side,
-               quality=quality, template=template, flow_template=flow_template, flow_algorithm=algorithm,
-               workers=workers, keep_partial=keep_partial, frame_tolerance=frame_tolerance)
+    cfg = dict(
+        video_root=video_root,
+        frame_root=frame_root,
+        flow_root=flow_root,
+        flow=flow,
+        short_side=short_side,
+        quality=quality,
+        template=template,
+        flow_template=flow_template,
+        flow_algorithm=algorithm,
+        workers=workers,
+        keep_partial=keep_partial,
+        frame_tolerance=frame_tolerance,
+    )
     parents = {os.path.join(frame_root, os.path.dirname(v)) for v in videos}
     if flow:
         parents |= {os.path.join(flow_root, os.path.dirname(v)) for v in videos}
@@ -266,10 +239,13 @@ def extract(
     for parent in parents:
         os.makedirs(parent, exist_ok=True)
     if verbose:
-        print(f"extract_frames: {len(videos)} videos under {video_root} -> {frame_root} (short side "
-              f"{short_side or 'native'}, JPEG q{quality}" + (f", flow: {algorithm} -> {flow_root}" if flow else "")
-              + f", {workers} worker(s))" + (f"; removed {len(removed)} partial folder(s) of an interrupted run"
-                                            if removed else ""))
+        print(
+            f"extract_frames: {len(videos)} videos under {video_root} -> {frame_root} (short side "
+            f"{short_side or 'native'}, JPEG q{quality}"
+            + (f", flow: {algorithm} -> {flow_root}" if flow else "")
+            + f", {workers} worker(s))"
+            + (f"; removed {len(removed)} partial folder(s) of an interrupted run" if removed else "")
+        )
     with Timer() as timer:
         # Finished videos are counted here; only the rest goes to the worker pool (none started if all done).
         todo = [v for v in videos if _needs_work(v, cfg)]
@@ -288,12 +264,28 @@ def _report(results: list[dict], cfg: dict, removed: list[str], seconds: float) 
     done = [r for r in results if r["status"] != "failed"]
     extracted = [r for r in done if r["status"] == "extracted"]
     written = sum(r["frames"] or 0 for r in extracted)
-    report = {k: cfg[k] for k in ("video_root", "frame_root", "flow_root", "short_side", "quality", "template",
-                                  "flow_template", "flow_algorithm")}
+    report = {
+        k: cfg[k]
+        for k in (
+            "video_root",
+            "frame_root",
+            "flow_root",
+            "short_side",
+            "quality",
+            "template",
+            "flow_template",
+            "flow_algorithm",
+        )
+    }
     report.update(
-        videos=len(results), extracted=len(extracted), skipped_existing=len(done) - len(extracted),
-        failed=len(results) - len(done), removed_partial=len(removed), seconds=round(seconds, 3),
-        frames_written=written, frames_per_second=round(written / seconds, 1) if seconds > 0 else None,
+        videos=len(results),
+        extracted=len(extracted),
+        skipped_existing=len(done) - len(extracted),
+        failed=len(results) - len(done),
+        removed_partial=len(removed),
+        seconds=round(seconds, 3),
+        frames_written=written,
+        frames_per_second=round(written / seconds, 1) if seconds > 0 else None,
         frame_counts={r["key"]: r["frames"] for r in done},
         failures={r["video"]: r["reason"] for r in results if r["status"] == "failed"},
         warnings={r["video"]: r["warning"] for r in done if r["warning"]},
@@ -304,9 +296,11 @@ def _report(results: list[dict], cfg: dict, removed: list[str], seconds: float) 
 
 
 def _print_summary(report: dict, frame_root: str) -> None:
-    print(f"extract_frames: {report['extracted']} extracted, {report['skipped_existing']} already done, "
-          f"{report['failed']} failed; {report['frames_written']} frames in {report['seconds']:.1f} s "
-          f"({report['frames_per_second'] or 0:.0f} frames/s)")
+    print(
+        f"extract_frames: {report['extracted']} extracted, {report['skipped_existing']} already done, "
+        f"{report['failed']} failed; {report['frames_written']} frames in {report['seconds']:.1f} s "
+        f"({report['frames_per_second'] or 0:.0f} frames/s)"
+    )
     if report["flow_algorithm"]:
         print(f"extract_frames: optical flow algorithm: {report['flow_algorithm']}")
     for video, message in list(report["warnings"].items())[:10]:
@@ -324,28 +318,40 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
     p = ArgumentParser("python -m process_data.extract_frames", description=__doc__.split("\n")[0], add_help=add_help)
     p.add_argument("--video_root", required=True, help="tree of videos (UCF-101/, hmdb51/, or K400 <split>/<label>/)")
     p.add_argument("--frame_root", required=True, help="output tree of frame folders (mirrors video_root)")
-    p.add_argument("--short_side", type=int, default=128,
-                   help="resize so the short side is this many px (128: MemDPC UCF/HMDB; 256: K400); 0 = native")
+    p.add_argument(
+        "--short_side",
+        type=int,
+        default=128,
+        help="resize so the short side is this many px (128: MemDPC UCF/HMDB; 256: K400); 0 = native",
+    )
     p.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100 (MemDPC used 100)")
     p.add_argument("--template", default="image_%05d.jpg", help="1-based frame file name (VTDL HMDB: img_%%05d.jpg)")
-    p.add_argument("--flow", action="store_true", help="also write optical-flow JPEGs (TV-L1 if available, else Farneback)")
+    p.add_argument(
+        "--flow", action="store_true", help="also write optical-flow JPEGs (TV-L1 if available, else Farneback)"
+    )
     p.add_argument("--flow_root", default=None, help="output tree of flow folders (required with --flow)")
     p.add_argument("--flow_template", default="flow_%05d.jpg", help="1-based flow file name")
     p.add_argument("-j", "--workers", type=int, default=1, help="parallel processes (joblib)")
-    p.add_argument("--keep_partial", action="store_true",
-                   help="keep the frames of truncated videos instead of reporting them as failed")
-    p.add_argument("--frame_tolerance", type=int, default=3,
-                   help="a video decoding to fewer than (container frame count - this) frames counts as truncated")
+    p.add_argument(
+        "--keep_partial",
+        action="store_true",
+        help="keep the frames of truncated videos instead of reporting them as failed",
+    )
+    p.add_argument(
+        "--frame_tolerance",
+        type=int,
+        default=3,
+        help="a video decoding to fewer than (container frame count - this) frames counts as truncated",
+    )
     p.add_argument("--exts", default=",".join(VIDEO_EXTS), help="comma-separated video extensions to look for")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
 
 
 def main(args) -> dict:
-    exts = tuple(e.strip() for e in args.exts.split(",") if e.strip())
-    return extract(args.video_root, args.frame_root, args.short_side, args.quality, args.template, args.flow,
-                   args.flow_root, args.flow_template, args.workers, args.keep_partial, args.frame_tolerance, exts,
-                   verbose=not args.quiet)
+    kwargs = dict(vars(args))
+    exts, quiet = kwargs.pop("exts"), kwargs.pop("quiet")
+    return extract(**kwargs, exts=tuple(e.strip() for e in exts.split(",") if e.strip()), verbose=not quiet)
 
 
 if __name__ == "__main__":

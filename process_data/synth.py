@@ -113,8 +113,10 @@ def write_split_files(split_dir: str, videos: list[SynthVideo], classes: list[st
     os.makedirs(split_dir, exist_ok=True)
     label = {name: i + 1 for i, name in enumerate(classes)}
     for k in splits:
-        _write_lines(os.path.join(split_dir, f"trainlist0{k}.txt"),
-                     [f"{v.rel_path} {label[v.cls]}" for v in videos if v.group != k])
+        _write_lines(
+            os.path.join(split_dir, f"trainlist0{k}.txt"),
+            [f"{v.rel_path} {label[v.cls]}" for v in videos if v.group != k],
+        )
         _write_lines(os.path.join(split_dir, f"testlist0{k}.txt"), [v.rel_path for v in videos if v.group == k])
     _write_lines(os.path.join(split_dir, "classInd.txt"), [f"{label[c]} {c}" for c in classes])
 
@@ -126,7 +128,9 @@ def _check_config(out: str, cfg: dict, overwrite: bool) -> None:
             old = json.load(handle)
         if old != cfg:
             changed = ", ".join(f"{k}: {old.get(k)} -> {v}" for k, v in cfg.items() if old.get(k) != v)
-            fail(f"{out} holds a synthetic dataset made with other settings ({changed}); use a new --out or --overwrite")
+            fail(
+                f"{out} holds a synthetic dataset made with other settings ({changed}); use a new --out or --overwrite"
+            )
     elif overwrite and os.path.isdir(os.path.join(out, "UCF-101")):
         import shutil
 
@@ -163,8 +167,19 @@ def generate(
     codec = codec or CODECS[ext][0]
     if codec not in CODECS[ext] or codec not in av.codecs_available:
         fail(f"codec '{codec}' is not usable for .{ext} here (choose from: {', '.join(CODECS[ext])})")
-    cfg = dict(classes=classes, train_per_class=train_per_class, test_per_class=test_per_class, frames=frames,
-               width=width, height=height, fps=fps, seed=seed, ext=ext, codec=codec, noise=noise)
+    cfg = dict(
+        classes=classes,
+        train_per_class=train_per_class,
+        test_per_class=test_per_class,
+        frames=frames,
+        width=width,
+        height=height,
+        fps=fps,
+        seed=seed,
+        ext=ext,
+        codec=codec,
+        noise=noise,
+    )
     _check_config(out, cfg, overwrite)
     start = time.perf_counter()
     videos = plan_videos(classes, train_per_class, test_per_class, ext)
@@ -184,16 +199,22 @@ def generate(
     write_split_files(os.path.join(out, "ucfTrainTestlist"), videos, class_names, splits)
     elapsed = time.perf_counter() - start
     if verbose:
-        print(f"synth: {len(videos)} videos ({classes} classes x {train_per_class + test_per_class}, {frames} frames "
-              f"{width}x{height} @ {fps} fps, {codec}) in {elapsed:.1f} s -> {out}; splits {splits}")
+        print(
+            f"synth: {len(videos)} videos ({classes} classes x {train_per_class + test_per_class}, {frames} frames "
+            f"{width}x{height} @ {fps} fps, {codec}) in {elapsed:.1f} s -> {out}; splits {splits}"
+        )
     return dict(out=out, videos=len(videos), classes=class_names, splits=splits, seconds=elapsed, codec=codec)
 
 
 def get_args_parser(add_help: bool = True) -> ArgumentParser:
     p = ArgumentParser("python -m process_data.synth", description=__doc__.split("\n")[0], add_help=add_help)
     p.add_argument("--out", required=True, help="output root (gets UCF-101/, ucfTrainTestlist/, captions.tsv)")
-    p.add_argument("--classes", type=int, default=8, help=f"number of motion classes, 1..{len(CLASSES)} (first N of: "
-                   + ", ".join(CLASSES) + ")")
+    p.add_argument(
+        "--classes",
+        type=int,
+        default=8,
+        help=f"number of motion classes, 1..{len(CLASSES)} (first N of: " + ", ".join(CLASSES) + ")",
+    )
     p.add_argument("--train_per_class", type=int, default=12, help="training videos per class in every split")
     p.add_argument("--test_per_class", type=int, default=4, help="test videos per class (= clips per group)")
     p.add_argument("--frames", type=int, default=48, help="frames per video")
@@ -210,8 +231,7 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
 
 
 def main(args) -> dict:
-    return generate(args.out, args.classes, args.train_per_class, args.test_per_class, args.frames, args.width,
-                    args.height, args.fps, args.seed, args.ext, args.codec, args.noise, args.workers, args.overwrite)
+    return generate(**vars(args))
 
 
 if __name__ == "__main__":

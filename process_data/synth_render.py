@@ -45,24 +45,54 @@ MOTIONS = {
     "ZoomOut": ("scale", -1),
 }
 VERBS = {  # (singular, plural) phrasings per class
-    "TranslateLeft": [("slides to the left", "slide to the left"), ("moves left", "move left"),
-                      ("drifts leftwards", "drift leftwards"), ("travels towards the left edge", "travel towards the left edge")],
-    "TranslateRight": [("slides to the right", "slide to the right"), ("moves right", "move right"),
-                       ("drifts rightwards", "drift rightwards"), ("travels towards the right edge", "travel towards the right edge")],
-    "TranslateUp": [("moves up", "move up"), ("rises", "rise"), ("slides upwards", "slide upwards"),
-                    ("drifts towards the top", "drift towards the top")],
-    "TranslateDown": [("moves down", "move down"), ("sinks", "sink"), ("slides downwards", "slide downwards"),
-                      ("drifts towards the bottom", "drift towards the bottom")],
-    "RotateClockwise": [("spins clockwise", "spin clockwise"), ("rotates clockwise", "rotate clockwise"),
-                        ("turns clockwise", "turn clockwise"), ("twirls clockwise", "twirl clockwise")],
-    "RotateCounterclockwise": [("spins counterclockwise", "spin counterclockwise"),
-                               ("rotates anticlockwise", "rotate anticlockwise"),
-                               ("turns counterclockwise", "turn counterclockwise"),
-                               ("twirls anticlockwise", "twirl anticlockwise")],
-    "ZoomIn": [("grows larger", "grow larger"), ("zooms in", "zoom in"), ("gets bigger", "get bigger"),
-               ("expands", "expand")],
-    "ZoomOut": [("shrinks", "shrink"), ("zooms out", "zoom out"), ("gets smaller", "get smaller"),
-                ("contracts", "contract")],
+    "TranslateLeft": [
+        ("slides to the left", "slide to the left"),
+        ("moves left", "move left"),
+        ("drifts leftwards", "drift leftwards"),
+        ("travels towards the left edge", "travel towards the left edge"),
+    ],
+    "TranslateRight": [
+        ("slides to the right", "slide to the right"),
+        ("moves right", "move right"),
+        ("drifts rightwards", "drift rightwards"),
+        ("travels towards the right edge", "travel towards the right edge"),
+    ],
+    "TranslateUp": [
+        ("moves up", "move up"),
+        ("rises", "rise"),
+        ("slides upwards", "slide upwards"),
+        ("drifts towards the top", "drift towards the top"),
+    ],
+    "TranslateDown": [
+        ("moves down", "move down"),
+        ("sinks", "sink"),
+        ("slides downwards", "slide downwards"),
+        ("drifts towards the bottom", "drift towards the bottom"),
+    ],
+    "RotateClockwise": [
+        ("spins clockwise", "spin clockwise"),
+        ("rotates clockwise", "rotate clockwise"),
+        ("turns clockwise", "turn clockwise"),
+        ("twirls clockwise", "twirl clockwise"),
+    ],
+    "RotateCounterclockwise": [
+        ("spins counterclockwise", "spin counterclockwise"),
+        ("rotates anticlockwise", "rotate anticlockwise"),
+        ("turns counterclockwise", "turn counterclockwise"),
+        ("twirls anticlockwise", "twirl anticlockwise"),
+    ],
+    "ZoomIn": [
+        ("grows larger", "grow larger"),
+        ("zooms in", "zoom in"),
+        ("gets bigger", "get bigger"),
+        ("expands", "expand"),
+    ],
+    "ZoomOut": [
+        ("shrinks", "shrink"),
+        ("zooms out", "zoom out"),
+        ("gets smaller", "get smaller"),
+        ("contracts", "contract"),
+    ],
 }
 TEMPLATES = (
     "{subject} {verb} over a {bg} background",
@@ -71,9 +101,17 @@ TEMPLATES = (
     "{subject} {verb} while the {bg} background stays still",
 )
 PALETTE = {
-    "red": (215, 40, 40), "green": (40, 165, 60), "blue": (45, 85, 220), "yellow": (235, 210, 45),
-    "orange": (240, 135, 30), "purple": (135, 60, 185), "cyan": (40, 195, 205), "pink": (240, 125, 180),
-    "white": (235, 235, 235), "gray": (128, 128, 128), "brown": (125, 80, 40),
+    "red": (215, 40, 40),
+    "green": (40, 165, 60),
+    "blue": (45, 85, 220),
+    "yellow": (235, 210, 45),
+    "orange": (240, 135, 30),
+    "purple": (135, 60, 185),
+    "cyan": (40, 195, 205),
+    "pink": (240, 125, 180),
+    "white": (235, 235, 235),
+    "gray": (128, 128, 128),
+    "brown": (125, 80, 40),
 }
 SHAPES = ("circle", "square", "triangle", "star", "pentagon", "hexagon", "diamond", "cross")
 SHAPE_TEXTURES = ("stripes", "checker", "speckle")
@@ -160,6 +198,7 @@ def _texture(kind: str, h: int, w: int, rng: np.random.Generator, scale: float) 
 
 def _polygon(kind: str, radius: float, rng: np.random.Generator) -> np.ndarray:
     """Vertices (float [n, 2], centred at 0) of a shape inscribed in a circle of `radius`."""
+
     def ring(n, r, start=-np.pi / 2):
         a = start + np.arange(n) * 2 * np.pi / n
         return np.stack([np.cos(a), np.sin(a)], 1) * r
@@ -233,8 +272,21 @@ def sample_video_spec(
         cy = rng.uniform(margin, max(margin, height - margin))
         sprite = make_sprite(kind, _jitter_colour(colour, rng), texture, rng)
         shapes.append(ShapeSpec(kind, colour, texture, sprite, float(log_radius), rng.uniform(0, 2 * np.pi), cx, cy))
-    spec = VideoSpec(cls, n_frames, width, height, background.astype(np.float32), bg_texture, bg_colour,
-                     shapes, float(shift), float(zoom), float(spin), tau, noise)
+    spec = VideoSpec(
+        cls,
+        n_frames,
+        width,
+        height,
+        background.astype(np.float32),
+        bg_texture,
+        bg_colour,
+        shapes,
+        float(shift),
+        float(zoom),
+        float(spin),
+        tau,
+        noise,
+    )
     spec.caption = make_caption(spec, rng)
     return spec
 
@@ -262,8 +314,14 @@ def render_frame(spec: VideoSpec, t: int, rng: np.random.Generator | None = None
         c, s = k * np.cos(angle), k * np.sin(angle)
         # sprite (u, v) -> frame (x, y): rotate + scale about the sprite centre, then move to (x, y)
         matrix = np.array([[c, -s, x - c * centre + s * centre], [s, c, y - s * centre - c * centre]])
-        warped = cv2.warpAffine(shape.sprite, matrix, (spec.width, spec.height), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        warped = cv2.warpAffine(
+            shape.sprite,
+            matrix,
+            (spec.width, spec.height),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
         frame = frame * (1 - warped[..., 3:]) + warped[..., :3]
     if rng is not None and spec.noise > 0:
         frame = frame + rng.standard_normal(frame.shape, dtype=np.float32) * np.float32(spec.noise)

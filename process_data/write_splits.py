@@ -18,130 +18,24 @@ the video files, not the frames).
 
 from __future__ import annotations
 
-import csv
 import glob
 import json
 import os
 import re
-from dataclasses import dataclass
 
 from process_data.common import count_frames, template_regex, write_json_atomic
+from process_data.official_splits import (
+    Listed,
+    hmdb51_split_files,
+    parse_hmdb51,
+    parse_kinetics,
+    parse_ucf101,
+    parse_ucf101_classes,
+)
 from shared_utils.cli import ArgumentParser, fail, require_dir, run_cli
 
 DATASETS = ("ucf101", "hmdb51", "kinetics400")
 FORMATS = ("memdpc", "vtdl", "cpd")
-HMDB_TAGS = {"1": "train", "2": "test", "0": None}
-
-
-@dataclass(frozen=True)
-class Listed:
-    """One video of an official split file."""
-
-    rel: str  # frame folder relative to the frame root as the split file names it: Class/stem, split/label/id
-    stem: str
-    label: int  # 0-based index into the class list
-    subset: str  # train | test (UCF/HMDB) or train | val | test (K400 csv split column)
-    video: str = ""  # the video file as the split file names it (UCF/HMDB), for --video_root checks
-
-
-# ------------------------------------------------------------------------------------------------ parsers
-
-
-def _lines(path: str) -> list[tuple[int, str]]:
-    """(line number, stripped text) of the non-blank lines; CRLF, BOM and trailing spaces tolerated."""
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        return [(i, line.strip()) for i, line in enumerate(handle.read().splitlines(), 1) if line.strip()]
-
-
-def parse_ucf101_classes(split_dir: str) -> list[str]:
-    """classInd.txt ('1 ApplyEyeMakeup') -> names in label order; ids must be 1..N."""
-    path = os.path.join(split_dir, "classInd.txt")
-    if not os.path.isfile(path):
-        fail(f"UCF101 class index not found: {path} (expected the official ucfTrainTestlist folder)")
-    pairs = []
-    for line_no, text in _lines(path):
-        parts = text.split()
-        if len(parts) != 2 or not parts[0].isdigit():
-            fail(f"{path}:{line_no}: expected '<id> <ClassName>', got {text!r}")
-        pairs.append((int(parts[0]), parts[1]))
-    pairs.sort()
-    if [i for i, _ in pairs] != list(range(1, len(pairs) + 1)):
-        fail(f"{path}: class ids must be 1..{len(pairs)} without gaps")
-    return [name for _, name in pairs]
-
-
-def parse_ucf101(split_dir: str, split: int, classes: list[str]) -> list[Listed]:
-    """trainlist0N.txt ('Class/v_..avi <1-based label>') + testlist0N.txt ('Class/v_..avi')."""
-    lookup = {name.lower(): i for i, name in enumerate(classes)}
-    entries = []
-    for subset, name in (("train", f"trainlist0{split}.txt"), ("test", f"testlist0{split}.txt")):
-        path = os.path.join(split_dir, name)
-        if not os.path.isfile(path):
-            fail(f"UCF101 split {split}: {path} not found")
-        for line_no, text in _lines(path):
-            parts = text.split()
-            video = parts[0].replace("\\", "/")
-            folder, _, filename = video.rpartition("/")
-            label = lookup.get(folder.lower())
-            if label is None or not filename:
-                fail(f"{path}:{line_no}: class folder of {video!r} is not in classInd.txt")
-            if len(parts) > 1 and (not parts[1].isdigit() or int(parts[1]) - 1 != label):
-                fail(f"{path}:{line_no}: label {parts[1]} does not match class {folder} (id {label + 1} in classInd.txt)")
-            stem = os.path.splitext(filename)[0]
-            entries.append(Listed(f"{folder}/{stem}", stem, label, subset, video))
-    return entries
-
-
-def hmdb51_split_files(split_dir: str, split: int) -> dict[str, str]:
-    """{class name: path} of the `<class>_test_split<N>.txt` files."""
-    suffix = f"_test_split{split}.txt"
-    files = sorted(glob.glob(os.path.join(glob.escape(split_dir), f"*{suffix}")))
-    return {os.path.basename(p)[: -len(suffix)]: p for p in files}
-
-
-def parse_hmdb51(split_dir: str, split: int, classes: list[str]) -> list[Listed]:
-    """Per class file, lines 'video.avi tag': 1 = train, 2 = test, 0 = unused."""
-    files = hmdb51_split_files(split_dir, split)
-    if not files:
-        fail(f"HMDB51 split {split}: no *_test_split{split}.txt files in {split_dir}")
-    label = {name: i for i, name in enumerate(classes)}
-    entries = []
-    for cls, path in files.items():
-        for line_no, text in _lines(path):
-            parts = text.rsplit(None, 1)
-            if len(parts) != 2 or parts[1] not in HMDB_TAGS:
-                fail(f"{path}:{line_no}: expected '<video>.avi <0|1|2>', got {text!r}")
-            subset = HMDB_TAGS[parts[1]]
-            if subset:
-                stem = os.path.splitext(parts[0])[0]
-                entries.append(Listed(f"{cls}/{stem}", stem, label[cls], subset, f"{cls}/{parts[0]}"))
-    return entries
-
-
-def parse_kinetics(csv_paths: list[str]) -> tuple[list[str], list[Listed]]:
-    """Official CSVs 'label,youtube_id,time_start,time_end,split,is_cc' -> sorted classes and videos.
-    Files without a label column (the K400 test CSV) are skipped with a note."""
-    rows = []
-    for path in csv_paths:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            fields = set(reader.fieldnames or [])
-            if not {"youtube_id", "time_start", "time_end", "split"} <= fields:
-                fail(f"{path}: not a Kinetics CSV (header must have label,youtube_id,time_start,time_end,split)")
-            if "label" not in fields:
-                print(f"write_splits: {path} has no label column (test set) -> skipped")
-                continue
-            for line_no, row in enumerate(reader, 2):
-                try:
-                    start, end = int(float(row["time_start"])), int(float(row["time_end"]))
-                except (TypeError, ValueError):
-                    fail(f"{path}:{line_no}: bad time_start/time_end {row.get('time_start')!r}/{row.get('time_end')!r}")
-                rows.append((row["label"].strip(), f"{row['youtube_id']}_{start:06d}_{end:06d}", row["split"].strip()))
-    if not rows:
-        fail(f"no labelled rows in {', '.join(csv_paths)}")
-    classes = sorted({label for label, _, _ in rows})
-    index = {name: i for i, name in enumerate(classes)}
-    return classes, [Listed(f"{split}/{label}/{stem}", stem, index[label], split) for label, stem, split in rows]
 
 
 # ------------------------------------------------------------------------------------------------ frame folders
@@ -189,7 +83,9 @@ class FrameResolver:
         for depth, part in enumerate(parts):
             candidates = [part]
             if kinetics and depth == 0:
-                candidates = [self.split_folders[part]] if part in self.split_folders else [part, f"{part}_split", f"{part}_256"]
+                candidates = (
+                    [self.split_folders[part]] if part in self.split_folders else [part, f"{part}_split", f"{part}_256"]
+                )
             folder = self._step(folder, part, candidates)
             if folder is None:
                 break
@@ -247,16 +143,22 @@ def write_cpd_json(path: str, classes: list[str], entries: list[Listed]) -> None
 
 def _available_splits(dataset: str, split_dir: str) -> list[int]:
     if dataset == "ucf101":
-        return [k for k in (1, 2, 3) if all(os.path.isfile(os.path.join(split_dir, f"{n}0{k}.txt"))
-                                             for n in ("trainlist", "testlist"))]
+        return [
+            k
+            for k in (1, 2, 3)
+            if all(os.path.isfile(os.path.join(split_dir, f"{n}0{k}.txt")) for n in ("trainlist", "testlist"))
+        ]
     return [k for k in (1, 2, 3) if hmdb51_split_files(split_dir, k)]
 
 
 def _load(dataset: str, split_dir: str, splits: list[int] | None) -> tuple[list[str], dict]:
     """-> (classes, {split number or None (K400): [Listed]})."""
     if dataset == "kinetics400":
-        paths = [split_dir] if os.path.isfile(split_dir) else sorted(
-            glob.glob(os.path.join(glob.escape(split_dir), "**", "*.csv"), recursive=True))
+        paths = (
+            [split_dir]
+            if os.path.isfile(split_dir)
+            else sorted(glob.glob(os.path.join(glob.escape(split_dir), "**", "*.csv"), recursive=True))
+        )
         if not paths:
             fail(f"no Kinetics CSV files in {split_dir}")
         classes, entries = parse_kinetics(paths)
@@ -286,7 +188,10 @@ def _names(dataset: str, split: int | None, subset: str) -> tuple[str, str]:
     if split is None:
         return f"{subset}_split.csv", f"{dataset}_rgb_{subset}.txt"
     train = subset == "train"
-    return f"{'train' if train else 'test'}_split0{split}.csv", f"{dataset}_rgb_{'train' if train else 'val'}_split_{split}.txt"
+    return (
+        f"{'train' if train else 'test'}_split0{split}.csv",
+        f"{dataset}_rgb_{'train' if train else 'val'}_split_{split}.txt",
+    )
 
 
 def write_splits(
@@ -298,7 +203,7 @@ def write_splits(
     formats: tuple[str, ...] = FORMATS,
     template: str = "image_%05d.jpg",
     video_root: str | None = None,
-    split_folders: dict[str, str] | None = None,
+    k400_split_folders: dict[str, str] | None = None,
     verbose: bool = True,
 ) -> dict:
     """Write the lists of `dataset` into `<out>/<dataset>/` and return the count report."""
@@ -314,7 +219,7 @@ def write_splits(
     out_dir = os.path.join(out, dataset)
     os.makedirs(out_dir, exist_ok=True)
     write_class_ind(os.path.join(out_dir, "ClassInd.txt"), classes)
-    resolver = FrameResolver(frame_root, split_folders) if frames_needed else None
+    resolver = FrameResolver(frame_root, k400_split_folders) if frames_needed else None
     report = dict(dataset=dataset, classes=len(classes), frame_root=frame_root, formats=list(formats), splits={})
     total_found = 0
     for split, entries in groups.items():
@@ -348,12 +253,19 @@ def write_splits(
         elif os.path.exists(missing_file):
             os.remove(missing_file)
         report["splits"][tag] = counts
-        say(f"write_splits: {dataset} split {tag}: " + " | ".join(
-            f"{subset} " + ", ".join(f"{k} {v}" for k, v in c.items()) if isinstance(c, dict) else f"{subset} {c}"
-            for subset, c in counts.items()) + (f"  (see {missing_file})" if problems else ""))
+        say(
+            f"write_splits: {dataset} split {tag}: "
+            + " | ".join(
+                f"{subset} " + ", ".join(f"{k} {v}" for k, v in c.items()) if isinstance(c, dict) else f"{subset} {c}"
+                for subset, c in counts.items()
+            )
+            + (f"  (see {missing_file})" if problems else "")
+        )
     if frames_needed and total_found == 0:
-        fail(f"none of the listed {dataset} videos has a frame folder under {frame_root} "
-             f"(wrong --frame_root or --template '{template}'?)")
+        fail(
+            f"none of the listed {dataset} videos has a frame folder under {frame_root} "
+            f"(wrong --frame_root or --template '{template}'?)"
+        )
     write_json_atomic(os.path.join(out_dir, "write_splits_report.json"), report)
     say(f"write_splits: {len(classes)} classes -> {out_dir}")
     return report
@@ -362,32 +274,41 @@ def write_splits(
 def get_args_parser(add_help: bool = True) -> ArgumentParser:
     p = ArgumentParser("python -m process_data.write_splits", description=__doc__.split("\n")[0], add_help=add_help)
     p.add_argument("--dataset", required=True, choices=DATASETS)
-    p.add_argument("--split_dir", required=True, help="ucf101: ucfTrainTestlist/; hmdb51: the folder of "
-                   "<class>_test_splitN.txt files; kinetics400: a CSV file or a folder of CSVs")
+    p.add_argument(
+        "--split_dir",
+        required=True,
+        help="ucf101: ucfTrainTestlist/; hmdb51: the folder of "
+        "<class>_test_splitN.txt files; kinetics400: a CSV file or a folder of CSVs",
+    )
     p.add_argument("--frame_root", default=None, help="output of extract_frames (needed for memdpc/vtdl formats)")
     p.add_argument("--out", required=True, help="lists go to <out>/<dataset>/")
     p.add_argument("--splits", default=None, help="e.g. 1 or 1,2,3 (default: every split present)")
     p.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated subset of {','.join(FORMATS)}")
     p.add_argument("--template", default="image_%05d.jpg", help="frame file name template counted as n_frames")
     p.add_argument("--video_root", default=None, help="optional: also check that the listed video files exist")
-    p.add_argument("--k400_split_folders", default=None,
-                   help="CSV split value -> folder, e.g. train=train_256,val=val_256 (default: split, split_split, split_256)")
+    p.add_argument(
+        "--k400_split_folders",
+        default=None,
+        help="CSV split value -> folder, e.g. train=train_256,val=val_256 (default: split, split_split, split_256)",
+    )
     p.add_argument("--quiet", action="store_true")
     return p
 
 
 def main(args) -> dict:
-    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    for f in formats:
-        if f not in FORMATS:
-            fail(f"unknown format '{f}' in --formats (choose from: {', '.join(FORMATS)})")
+    kwargs = dict(vars(args))
+    quiet = kwargs.pop("quiet")
+    kwargs["formats"] = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    for name in kwargs["formats"]:
+        if name not in FORMATS:
+            fail(f"unknown format '{name}' in --formats (choose from: {', '.join(FORMATS)})")
     try:
-        splits = [int(s) for s in args.splits.split(",")] if args.splits else None
-        folders = dict(pair.split("=", 1) for pair in args.k400_split_folders.split(",")) if args.k400_split_folders else None
+        kwargs["splits"] = [int(k) for k in args.splits.split(",")] if args.splits else None
+        pairs = args.k400_split_folders.split(",") if args.k400_split_folders else []
+        kwargs["k400_split_folders"] = dict(pair.split("=", 1) for pair in pairs) or None
     except ValueError:
         fail(f"bad --splits '{args.splits}' or --k400_split_folders '{args.k400_split_folders}'")
-    return write_splits(args.dataset, args.split_dir, args.frame_root, args.out, splits, formats, args.template,
-                        args.video_root, folders, verbose=not args.quiet)
+    return write_splits(**kwargs, verbose=not quiet)
 
 
 if __name__ == "__main__":
