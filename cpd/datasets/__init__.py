@@ -1,0 +1,1 @@
+"""Generators of the dataset JSON files CPD reads (Instagram-style caption lists; split JSONs)."""

@@ -1,0 +1,1 @@
+"""Evaluators of the prediction files written by the CPD test (`val.json`)."""

@@ -1,0 +1,189 @@
+"""Run plumbing shared by CPD's pretraining, fine-tuning and zero-shot drivers: argument checks, launch, DDP
+wrapping, autocast, checkpoints (original file names and keys, atomic, with exact-resume state) and TSV logs."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from shared_utils import dist
+from shared_utils.checkpoint import (
+    add_prefix,
+    extract_state_dict,
+    load_checkpoint,
+    load_state_dict_reported,
+    plain_args,
+    save_checkpoint,
+    strip_prefix,
+    unwrap_model,
+)
+from shared_utils.cli import fail, require_dir, require_file
+from shared_utils.rng import capture_rng_state, restore_rng_state
+
+PHASES = ("pretraining", "finetuning", "zeroshot")
+DATASETS = {"pretraining": ("ins",), "finetuning": ("ucf101", "hmdb51"), "zeroshot": ("ucf101", "hmdb51")}
+OPTIONAL_KEYS = ("textual_encoder.embeddings.position_ids",)  # present in some transformers versions only
+
+
+def check_args(args) -> None:
+    """One-line errors for flags the original would have crashed on later (or silently misread)."""
+    if args.phase not in PHASES:
+        fail(f"unknown --phase '{args.phase}' (choose from: {', '.join(PHASES)})")
+    if args.dataset not in DATASETS[args.phase]:
+        fail(f"--dataset '{args.dataset}' does not fit --phase {args.phase} (use: {', '.join(DATASETS[args.phase])})")
+    if args.model != "resnet":
+        fail(f"unknown --model '{args.model}' (only resnet)")
+    if args.model_depth not in (10, 18, 34, 50):
+        fail(f"unsupported --model_depth {args.model_depth} (choose from: 10, 18, 34, 50)")
+    if args.resnet_shortcut not in ("A", "B"):
+        fail(f"unknown --resnet_shortcut '{args.resnet_shortcut}' (A or B)")
+    if args.test_subset != "val":
+        fail("--test_subset must be 'val': the split JSONs hold only 'training' and 'validation' subsets")
+    if args.sample_duration // args.stride_size < 1:
+        fail(f"--sample_duration {args.sample_duration} // --stride_size {args.stride_size} gives no frame")
+    if args.val_mode not in ("random", "center"):
+        fail(f"unknown --val_mode '{args.val_mode}' (random or center)")
+    if not 0 <= args.ft_begin_index <= 5:
+        fail(f"--ft_begin_index must be in 0..5, got {args.ft_begin_index}")
+    needs_data = not (args.no_train and args.no_val and not args.test)
+    if needs_data:
+        require_dir(args.video_path or "", "--video_path")
+        require_file(args.dataset_file or "", "--dataset_file")
+    for flag in ("resume_path", "pretrain_path"):
+        if getattr(args, flag):
+            require_file(getattr(args, flag), f"--{flag}")
+
+
+def num_frames(args) -> int:
+    return args.sample_duration // args.stride_size
+
+
+def local_processes() -> int:
+    return int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if dist.get_world_size() > 1 else 1
+
+
+def per_process(args) -> tuple[int, int]:
+    """(batch, workers) per process: the global --batch_size and --n_threads divided over a node's processes."""
+    n = local_processes()
+    batch = int(args.batch_size / n)
+    if batch < 1:
+        fail(f"--batch_size {args.batch_size} is smaller than the {n} processes per node")
+    return batch, int(math.ceil(args.n_threads / n))
+
+
+def launch(worker, args) -> None:
+    """The original's launch flags: --multiprocessing-distributed spawns one process per GPU of the node
+    (--world-size nodes, --rank node rank); torchrun works too; otherwise one process (GPU or CPU)."""
+    use_cuda = torch.cuda.is_available() and not args.no_cuda
+    if args.multiprocessing_distributed and "RANK" not in os.environ:
+        nprocs = torch.cuda.device_count() if use_cuda else 1
+        nnodes = max(args.world_size, 1)
+        url = args.dist_url if args.dist_url.startswith("tcp://") and nnodes > 1 else None
+        dist.launch(worker, args, nprocs, dist_url=url, nnodes=nnodes, node_rank=max(args.rank, 0))
+    else:
+        worker(args)
+
+
+def init_process(args) -> None:
+    use_cuda = torch.cuda.is_available() and not args.no_cuda
+    gpu_ids = [args.gpu] if args.gpu is not None and "RANK" not in os.environ else None
+    dist.init_distributed_mode(args, gpu_ids=gpu_ids, use_cuda=use_cuda)
+    if use_cuda:
+        torch.backends.cudnn.benchmark = True
+
+
+def wrap_ddp(model: nn.Module, args, ignore: tuple[str, ...] = ()) -> nn.Module:
+    """DDP with find_unused_parameters (frozen text encoder, dropped fc); `ignore` buffers (the memory banks)
+    are neither broadcast nor synchronised by DDP: every rank applies the same all-gathered updates itself."""
+    if not args.distributed:
+        return model
+    if ignore:
+        DDP._set_params_and_buffers_to_ignore_for_model(model, list(ignore))
+    device_ids = [args.gpu] if args.gpu is not None else None
+    return DDP(model, device_ids=device_ids, find_unused_parameters=True)
+
+
+def autocast(args):
+    if args.amp and args.device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+
+
+def save_state(
+    path: str, model: nn.Module, optimizer, epoch: int, iteration: int, global_step: int, args, scheduler=None, **extra
+) -> None:
+    """Original keys (`epoch` = the epoch to start from, 1-based; `arch`; `state_dict` with `module.` keys;
+    `optimizer`) plus what exact resume needs (iteration in that epoch, global step, scheduler, every rank's RNG,
+    args). Collective: call on every rank; rank 0 writes atomically."""
+    rng = dist.all_gather_object(capture_rng_state())
+    if not dist.is_main_process():
+        return
+    state = {
+        "epoch": int(epoch),
+        "iteration": int(iteration),
+        "global_step": int(global_step),
+        "arch": f"resnet-{args.model_depth}",
+        "phase": args.phase,
+        "state_dict": add_prefix(unwrap_model(model).state_dict(), "module."),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": rng,
+        "args": plain_args(args),
+    }
+    state.update(extra)
+    save_checkpoint(state, path)
+
+
+def load_model_state(path: str, model: nn.Module, name: str = "checkpoint") -> dict:
+    """Strict load (any `module.` prefix stripped; a `position_ids` buffer tolerated); returns the checkpoint."""
+    ckpt = load_checkpoint(path)
+    state = strip_prefix(extract_state_dict(ckpt, ("state_dict", "model")), ("module.",))
+    load_state_dict_reported(
+        model, state, strict=True, allow_missing=OPTIONAL_KEYS, allow_unexpected=OPTIONAL_KEYS, name=name
+    )
+    return ckpt
+
+
+def restore_training(ckpt: dict, optimizer=None, scheduler=None) -> tuple[int, int, int]:
+    """Optimizer, scheduler and this rank's RNG from a loaded checkpoint; returns (epoch, iteration, global_step)."""
+    if optimizer is not None and ckpt.get("optimizer"):
+        optimizer.load_state_dict(ckpt["optimizer"])
+    if scheduler is not None and ckpt.get("scheduler"):
+        scheduler.load_state_dict(ckpt["scheduler"])
+    rng = ckpt.get("rng")
+    if isinstance(rng, list) and rng:
+        restore_rng_state(rng[dist.get_rank()] if len(rng) == dist.get_world_size() else rng[0])
+    elif isinstance(rng, dict):
+        restore_rng_state(rng)
+    return int(ckpt.get("epoch", 1)), int(ckpt.get("iteration", 0)), int(ckpt.get("global_step", 0))
+
+
+def resume_file(args) -> str | None:
+    """--resume_path, else `checkpoint.pth` in --result_path when a previous run left one (auto-resume)."""
+    if args.resume_path:
+        return args.resume_path
+    latest = os.path.join(args.result_path, "checkpoint.pth")
+    return latest if os.path.isfile(latest) and not args.no_train else None
+
+
+class TSVLogger:
+    """The original's tab-separated logs (`train.log.rank0`, ...), appended on rank 0."""
+
+    def __init__(self, path: str, header: list[str]) -> None:
+        self.path, self.header = path, header
+        if dist.is_main_process() and not os.path.isfile(path):
+            with open(path, "w") as handle:
+                handle.write("\t".join(header) + "\n")
+
+    def log(self, values: dict) -> None:
+        if dist.is_main_process():
+            with open(self.path, "a") as handle:
+                handle.write("\t".join(str(values[k]) for k in self.header) + "\n")
