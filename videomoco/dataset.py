@@ -1,0 +1,319 @@
+"""VideoMoCo data: video discovery, the original clip sampling and the augmentation recipes.
+
+Pretraining (Kinetics style, `DATA/train/<class>/<video>.mp4`): one random clip of `fpc` consecutive frames per
+video and epoch (start = a multiple of the step between clips), decoded once and cropped twice independently
+(random resized crop, scale 0.2-1, bilinear) into the query and key views; colour/flip augmentation then runs on
+GPU batches (`VideoMoCoAugment`). Evaluation (UCF101 / HMDB51): random clips + random resized crop (0.08-1) + flip
+for fine-tuning, `clip_per_video` uniformly spaced clips + center crop for the test. Clip-level randomness comes
+from the sampler's per-sample generator, so a sample does not depend on the worker count (exact resume).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from shared_utils.cli import fail
+from shared_utils.data import DataWarnings, unpack_index
+from shared_utils.frames import UnreadableClip, VideoEntry, count_frames, load_frames
+from shared_utils.transforms import IMAGENET_MEAN, IMAGENET_STD, random_resized_crop_params
+from shared_utils.video import decode_frames, video_entries
+
+# --------------------------------------------------------------------------------------------------- discovery
+
+
+def class_folders(root: str) -> list[str]:
+    """Sorted class sub-directories (label = position, as the original)."""
+    return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+
+
+def find_items(root: str, data_format: str, exts: tuple[str, ...], template: str) -> tuple[list, list, list]:
+    """(paths, labels, classes) of the videos (files with `exts`) or frame folders under root/<class>/."""
+    classes = class_folders(root)
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        folder = os.path.join(root, name)
+        for item in sorted(os.listdir(folder)):
+            path = os.path.join(folder, item)
+            if data_format == "frames" and os.path.isdir(path):
+                paths.append(path)
+                labels.append(label)
+            elif data_format == "video" and os.path.isfile(path) and item.lower().endswith(exts):
+                paths.append(path)
+                labels.append(label)
+    return paths, labels, classes
+
+
+def make_entries(paths, labels, data_format: str, template: str, warnings: DataWarnings, cache_file=None):
+    """VideoEntry list with frame counts; unreadable videos / empty frame folders are counted and skipped."""
+    if data_format == "video":
+        ids = ["/".join(p.split(os.sep)[-2:]) for p in paths]
+        return video_entries(paths, labels, ids, warnings=warnings, cache_file=cache_file)
+    entries = []
+    for path, label in zip(paths, labels):
+        n = count_frames(path, template)
+        if n == 0:
+            warnings.warn("unreadable_video", f"no frames in {path}")
+            continue
+        entries.append(VideoEntry(path, n, label, "/".join(path.rstrip("/").split(os.sep)[-2:])))
+    return entries
+
+
+def metadata_cache(folder: str, fallback_dir: str) -> str:
+    """Probe cache next to the videos (as the original's metadata file) or, if read-only, in fallback_dir."""
+    target = folder if os.access(folder, os.W_OK) else fallback_dir
+    os.makedirs(target, exist_ok=True)
+    return os.path.join(target, "videomoco_video_metadata.json")
+
+
+def _resolve(video_dir: str, rel: str, data_format: str, lookup: dict[str, str]) -> str | None:
+    """Path of a split-list entry 'Class/v_x.avi' (frame folders drop the extension); class and file names are
+    matched case-insensitively as a fallback (UCF101's lists and folders disagree on a few capitalisations)."""
+    rel = rel.replace("\\", "/")
+    if data_format == "frames":
+        rel = os.path.splitext(rel)[0]
+    path = os.path.join(video_dir, *rel.split("/"))
+    if os.path.exists(path):
+        return path
+    return lookup.get(rel.lower())
+
+
+def _lookup_table(video_dir: str, classes: list[str], data_format: str) -> dict[str, str]:
+    table = {}
+    for name in classes:
+        for item in os.listdir(os.path.join(video_dir, name)):
+            key = f"{name}/{os.path.splitext(item)[0] if data_format == 'frames' else item}".lower()
+            table[key] = os.path.join(video_dir, name, item)
+    return table
+
+
+def ucf101_split(video_dir: str, split_dir: str, fold: int, train: bool, data_format: str, warnings: DataWarnings):
+    """(paths, labels, classes) of UCF101 split `fold` from the official trainlist0N.txt / testlist0N.txt
+    (first token of each line = Class/file.avi); label = index of the class in the sorted class folders."""
+    list_file = os.path.join(split_dir, f"{'trainlist' if train else 'testlist'}{fold:02d}.txt")
+    if not os.path.isfile(list_file):
+        fail(f"split file not found: '{list_file}'")
+    classes = class_folders(video_dir)
+    label_of = {name.lower(): i for i, name in enumerate(classes)}
+    lookup = _lookup_table(video_dir, classes, data_format)
+    paths, labels = [], []
+    with open(list_file, newline="") as handle:
+        for line in handle.read().splitlines():
+            if not line.strip():
+                continue
+            rel = line.split()[0]
+            label = label_of.get(rel.replace("\\", "/").split("/")[0].lower())
+            path = _resolve(video_dir, rel, data_format, lookup)
+            if label is None or path is None:
+                warnings.warn("unreadable_video", f"{rel} (listed in {list_file}) not found under {video_dir}")
+                continue
+            paths.append(path)
+            labels.append(label)
+    return paths, labels, classes
+
+
+def hmdb51_split(video_dir: str, split_dir: str, fold: int, train: bool, data_format: str, warnings: DataWarnings):
+    """(paths, labels, classes) of HMDB51 split `fold` from the official <class>_test_split<N>.txt files
+    (lines 'file.avi id': id 1 = train, 2 = test, 0 = unused); label = index in the sorted class folders."""
+    classes = class_folders(video_dir)
+    lookup = _lookup_table(video_dir, classes, data_format)
+    wanted = "1" if train else "2"
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        list_file = os.path.join(split_dir, f"{name}_test_split{fold}.txt")
+        if not os.path.isfile(list_file):
+            fail(f"split file not found: '{list_file}'")
+        with open(list_file, newline="") as handle:
+            for line in handle.read().splitlines():
+                parts = line.split()
+                if len(parts) < 2 or parts[-1] != wanted:
+                    continue
+                path = _resolve(video_dir, f"{name}/{parts[0]}", data_format, lookup)
+                if path is None:
+                    warnings.warn("unreadable_video", f"{name}/{parts[0]} (listed in {list_file}) not found")
+                    continue
+                paths.append(path)
+                labels.append(label)
+    return paths, labels, classes
+
+
+class ClipReader:
+    """uint8 frames [T, H, W, 3] of a video file (PyAV) or a frame folder, by 0-based indices."""
+
+    def __init__(self, data_format: str, template: str, warnings: DataWarnings) -> None:
+        self.data_format, self.template, self.warnings = data_format, template, warnings
+
+    def __call__(self, entry: VideoEntry, indices: np.ndarray) -> np.ndarray:
+        if self.data_format == "video":
+            return decode_frames(entry.path, indices)
+        return load_frames(entry.path, indices, self.template, warnings=self.warnings)
+
+
+# --------------------------------------------------------------------------------------------------- sampling
+
+
+def num_clip_starts(n_frames: int, fpc: int, step: int) -> int:
+    """Candidate clips of `fpc` consecutive frames starting every `step` frames (>= 1: short videos pad)."""
+    return max((n_frames - fpc) // step + 1, 1)
+
+
+def random_clip(n_frames: int, fpc: int, step: int, rng: np.random.Generator) -> np.ndarray:
+    """Frame indices [fpc] of one uniformly chosen candidate clip (RandomClipSampler)."""
+    start = int(rng.integers(num_clip_starts(n_frames, fpc, step))) * step
+    return np.minimum(start + np.arange(fpc), n_frames - 1)
+
+
+def uniform_clips(n_frames: int, fpc: int, step: int, num: int) -> np.ndarray:
+    """Frame indices [num, fpc] of `num` evenly spaced candidate clips, floor(linspace) over the clip index as
+    torchvision's UniformClipSampler (clips repeat when a video has fewer than `num`)."""
+    n_clips = num_clip_starts(n_frames, fpc, step)
+    clip_ids = torch.linspace(0, n_clips - 1, steps=num).floor().long().numpy()
+    return np.minimum(clip_ids[:, None] * step + np.arange(fpc)[None, :], n_frames - 1)
+
+
+# --------------------------------------------------------------------------------------------------- CPU transforms
+
+
+def to_float_cthw(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> float [3, T, H, W] in [0, 1]."""
+    return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(255.0)
+
+
+def random_resized_crop(clip: torch.Tensor, size: int, scale, rng: np.random.Generator) -> torch.Tensor:
+    """One crop box for all frames of clip [C, T, H, W], bilinear resize to size x size (no antialias, as the
+    original's video transform)."""
+    top, left, h, w = random_resized_crop_params(clip.shape[-2], clip.shape[-1], scale, (3 / 4, 4 / 3), rng)
+    crop = clip[..., top : top + h, left : left + w]
+    return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def center_crop(clip: torch.Tensor, size: int, resize_first: bool) -> torch.Tensor:
+    """Center crop of clip [C, T, H, W]; with resize_first the short side is resized to `size` first."""
+    if resize_first:
+        h, w = clip.shape[-2:]
+        scale = size / min(h, w)
+        new = (max(size, round(h * scale)), max(size, round(w * scale)))
+        clip = F.interpolate(clip, size=new, mode="bilinear", align_corners=False)
+    h, w = clip.shape[-2:]
+    if h < size or w < size:  # pad like torchvision's center crop
+        pad_h, pad_w = max(size - h, 0), max(size - w, 0)
+        clip = F.pad(clip, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        h, w = clip.shape[-2:]
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return clip[..., top : top + size, left : left + size]
+
+
+def normalize(clip: torch.Tensor) -> torch.Tensor:
+    """ImageNet normalisation of clip [C, T, H, W]."""
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+    return (clip - mean) / std
+
+
+# --------------------------------------------------------------------------------------------------- datasets
+
+
+class PretrainClips(Dataset):
+    """Item: (view_q [3, T, S, S], view_k [3, T, S, S], index), floats in [0, 1] (normalised later on GPU).
+
+    Both views come from the same decoded clip (released) or, with two_clips, from two independent clips."""
+
+    def __init__(self, entries, reader: ClipReader, fpc: int, step: int, crop: int, two_clips: bool = False):
+        self.entries, self.reader = list(entries), reader
+        self.fpc, self.step, self.crop, self.two_clips = fpc, step, crop, two_clips
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _views(self, entry: VideoEntry, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        idx_q = random_clip(entry.n_frames, self.fpc, self.step, rng)
+        idx_k = random_clip(entry.n_frames, self.fpc, self.step, rng) if self.two_clips else idx_q
+        frames = self.reader(entry, np.concatenate([idx_q, idx_k]) if self.two_clips else idx_q)
+        clip_q = to_float_cthw(frames[: self.fpc])
+        clip_k = to_float_cthw(frames[self.fpc :]) if self.two_clips else clip_q
+        scale = (0.2, 1.0)
+        return random_resized_crop(clip_q, self.crop, scale, rng), random_resized_crop(clip_k, self.crop, scale, rng)
+
+    def __getitem__(self, item):
+        index, rng = unpack_index(item)
+        for _attempt in range(10):
+            entry = self.entries[index]
+            try:
+                view_q, view_k = self._views(entry, rng)
+                return view_q, view_k, index
+            except UnreadableClip as err:
+                self.reader.warnings.warn("decode_error", f"{entry.path}: {err}; another video is used")
+                index = int(rng.integers(len(self.entries)))
+        raise RuntimeError("ten consecutive videos failed to decode; check the dataset")
+
+
+class EvalClips(Dataset):
+    """Fine-tuning / test clips. 'train' item: (clip [3, T, S, S], label, index) from a random clip (random
+    resized crop 0.08-1, flip, normalise); `repeats` items per video and epoch. 'test' item: (clips
+    [cpv, 3, T, S, S], label, index) from `cpv` uniform clips, center crop; None if the video is unreadable."""
+
+    def __init__(
+        self,
+        entries,
+        reader: ClipReader,
+        fpc: int,
+        step: int,
+        crop: int,
+        mode: str,
+        clips_per_video: int = 10,
+        repeats: int = 1,
+        resize_test: bool = False,
+    ):
+        self.entries, self.reader, self.mode = list(entries), reader, mode
+        self.fpc, self.step, self.crop = fpc, step, crop
+        self.cpv, self.repeats, self.resize_test = clips_per_video, repeats, resize_test
+
+    def __len__(self) -> int:
+        return len(self.entries) * (self.repeats if self.mode == "train" else 1)
+
+    def _train_item(self, entry: VideoEntry, rng: np.random.Generator) -> torch.Tensor:
+        clip = to_float_cthw(self.reader(entry, random_clip(entry.n_frames, self.fpc, self.step, rng)))
+        clip = random_resized_crop(clip, self.crop, (0.08, 1.0), rng)
+        if rng.random() < 0.5:
+            clip = clip.flip(-1)
+        return normalize(clip)
+
+    def _test_item(self, entry: VideoEntry) -> torch.Tensor:
+        idx = uniform_clips(entry.n_frames, self.fpc, self.step, self.cpv)
+        frames = self.reader(entry, idx.reshape(-1))
+        clips = to_float_cthw(frames).view(3, self.cpv, self.fpc, *frames.shape[1:3]).transpose(0, 1)
+        return torch.stack([normalize(center_crop(c, self.crop, self.resize_test)) for c in clips])
+
+    def __getitem__(self, item):
+        index, rng = unpack_index(item)
+        index = index % len(self.entries)
+        if self.mode == "test":
+            try:
+                return self._test_item(self.entries[index]), self.entries[index].label, index
+            except UnreadableClip as err:
+                self.reader.warnings.warn("unreadable_video", f"{self.entries[index].path}: {err}")
+                return None
+        for _attempt in range(10):
+            entry = self.entries[index]
+            try:
+                return self._train_item(entry, rng), entry.label, index
+            except UnreadableClip as err:
+                self.reader.warnings.warn("decode_error", f"{entry.path}: {err}; another video is used")
+                index = int(rng.integers(len(self.entries)))
+        raise RuntimeError("ten consecutive videos failed to decode; check the dataset")
+
+
+def require_entries(entries, what: str, root: str) -> list:
+    if not entries:
+        fail(f"no readable {what} found under '{root}'")
+    return entries
+
+
+def gaussian_kernel_side(crop_size: int) -> int:
+    """Blur kernel side of the MoCo v2 recipe: 2 * floor(floor(0.1 * crop) / 2) + 1 (11 for 112)."""
+    return 2 * math.floor(math.floor(0.1 * crop_size) / 2) + 1
