@@ -1,0 +1,232 @@
+"""Run-time pieces shared by main.py (pretraining) and test.py (evaluation): devices and DDP, the LR multiplier,
+loaders, experiment folders, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+
+import torch
+
+from memdpc.model import clean_state_dict
+from shared_utils import dist
+from shared_utils.checkpoint import (
+    CheckpointWriter,
+    extract_state_dict,
+    load_checkpoint,
+    load_state_dict_reported,
+    plain_args,
+    unwrap_model,
+)
+from shared_utils.cli import fail, require_choice
+from shared_utils.data import EpochSampler, build_loader
+from shared_utils.rng import capture_rng_state, restore_rng_state
+
+LATEST = "latest.pth.tar"
+EPOCH_PATTERN = "epoch{epoch}.pth.tar"
+BEST = "model_best.pth.tar"
+
+# --------------------------------------------------------------------------------------------------- devices / DDP
+
+
+def check_common(args, datasets: tuple[str, ...]) -> None:
+    """Flag values that would otherwise fail late (after building models or reading data)."""
+    from memdpc.backbone import ARCHS
+
+    require_choice(args.net, tuple(ARCHS), "--net")
+    require_choice(args.dataset, datasets, "--dataset")
+    for flag in ("num_seq", "seq_len", "ds", "batch_size", "img_dim", "epochs"):
+        if getattr(args, flag) <= 0:
+            fail(f"--{flag} must be positive, got {getattr(args, flag)}")
+    cores = os.cpu_count() or 1
+    if args.workers > cores:
+        print(f"note: -j {args.workers} > {cores} CPU cores; using {cores} data workers")
+        args.workers = cores
+
+
+def launch(worker, args) -> None:
+    """`--gpu 0,1` -> one DDP process per id (nccl); `--gpu cpu` or no CUDA -> one CPU process; torchrun -> as set."""
+    gpu_ids = dist.parse_gpu_list(args.gpu)
+    if gpu_ids and not torch.cuda.is_available():
+        print(f"--gpu {args.gpu}: CUDA is not available, running on the CPU in one process")
+        gpu_ids = []
+    if gpu_ids and max(gpu_ids) >= torch.cuda.device_count():
+        fail(f"--gpu {args.gpu}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    args.gpu_ids = gpu_ids
+    dist.launch(worker, args, nprocs=max(len(gpu_ids), 1))
+
+
+def setup_worker(args) -> torch.device:
+    """Process group (gloo on CPU), device, cuDNN autotuning; returns the device."""
+    dist.init_distributed_mode(args, gpu_ids=args.gpu_ids or None, use_cuda=bool(args.gpu_ids))
+    if args.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return args.device
+
+
+def wrap_ddp(model: torch.nn.Module, args) -> torch.nn.Module:
+    """DDP with default gradient averaging and rank-0 buffer broadcast; no SyncBN (per-GPU BN as the original)."""
+    if not args.distributed:
+        return model
+    device_ids = [args.gpu] if args.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def autocast(args):
+    """bf16 autocast on CUDA behind --amp; a no-op context on the CPU."""
+    if args.amp and args.device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def to_channels_last(model: torch.nn.Module, args) -> None:
+    if args.channels_last:
+        model.backbone.to(memory_format=torch.channels_last_3d)
+        model.channels_last = True
+
+
+# --------------------------------------------------------------------------------------------------- schedule
+
+
+def lr_multiplier(step: int, milestones: list[int], gamma: float = 0.1, legacy: bool = False) -> float:
+    """gamma ** (number of milestones reached). legacy=True reproduces the released code (repeat=1 restart logic):
+    the multiplier reaches gamma at the first milestone and stays there, never gamma ** 2."""
+    if not milestones:
+        return 1.0
+    if legacy:
+        top = max(milestones)
+        if step // top >= 1:
+            return gamma ** (len(milestones) - 1)
+        return gamma ** len([m for m in milestones if step % top >= m])
+    return gamma ** len([m for m in milestones if step >= m])
+
+
+# --------------------------------------------------------------------------------------------------- loaders
+
+
+def make_loader(dataset, args, shuffle: bool, seed: int, drop_last: bool = True, collate_fn=None):
+    """EpochSampler (resumable, per rank) + DataLoader; the workers of --workers are shared by the ranks."""
+    world = dist.get_world_size()
+    if drop_last and len(dataset) < args.batch_size * world:
+        drop_last = False  # a tiny validation set still yields one (smaller) batch
+    batch = args.batch_size if collate_fn is None else 1
+    sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, drop_last=drop_last, batch_size=batch)
+    workers = int(math.ceil(args.workers / world)) if args.workers > 0 else 0
+    return build_loader(dataset, batch, sampler, workers, collate_fn=collate_fn, drop_last=drop_last)
+
+
+def epoch_steps(loader, args) -> int:
+    """Iterations in one full epoch (after the --iters_per_epoch cap)."""
+    full = (
+        len(loader.sampler) // loader.batch_size if loader.drop_last else -(-len(loader.sampler) // loader.batch_size)
+    )
+    return min(full, args.iters_per_epoch) if args.iters_per_epoch > 0 else full
+
+
+# --------------------------------------------------------------------------------------------------- folders / logs
+
+
+def text_log_path(img_dir: str) -> str:
+    return os.path.join(img_dir, time.strftime("%Y-%m-%d-%H:%M:%S") + ".log")
+
+
+def write_text_log(path: str, message: str) -> None:
+    if dist.is_main_process():
+        with open(path, "a") as handle:
+            handle.write(message + "\n")
+
+
+def tb_writers(img_dir: str, enabled: bool):
+    from shared_utils.logger import make_tb_writer
+
+    return make_tb_writer(os.path.join(img_dir, "train"), enabled), make_tb_writer(
+        os.path.join(img_dir, "val"), enabled
+    )
+
+
+# --------------------------------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_writer(model_dir: str) -> CheckpointWriter:
+    """epoch<E>.pth.tar (only the newest kept, as the original), model_best.pth.tar, and the resumable latest."""
+    return CheckpointWriter(model_dir, latest_name=LATEST, epoch_pattern=EPOCH_PATTERN, best_name=BEST, keep_last=1)
+
+
+def gather_rng_states() -> list[dict]:
+    """Every rank's RNG state (rank r restores entry r), so DDP runs resume exactly too."""
+    return dist.all_gather_object(capture_rng_state())
+
+
+def make_state(model, optimizer, scheduler, args, *, epoch, next_epoch, epoch_step, iteration, best_acc, rng, meters):
+    """The original's keys (epoch, state_dict, best_acc, optimizer, iteration) plus what exact resume needs."""
+    return {
+        "epoch": int(epoch),  # index of the last finished epoch (original meaning)
+        "state_dict": unwrap_model(model).state_dict(),
+        "best_acc": float(best_acc),
+        "optimizer": optimizer.state_dict(),
+        "iteration": int(iteration),
+        "backbone": args.net,
+        "scheduler": scheduler.state_dict(),
+        "next_epoch": int(next_epoch),  # where a resume starts
+        "epoch_step": int(epoch_step),  # iterations of next_epoch already done (mid-epoch latest)
+        "rng": rng,
+        "meters": meters,
+        "args": plain_args(args),
+    }
+
+
+def load_model_weights(model, path: str, name: str) -> dict:
+    """Strict load of a full checkpoint ('module.' stripped, ConvGRU aliases completed); returns the checkpoint."""
+    ckpt = load_checkpoint(path)
+    state = clean_state_dict(extract_state_dict(ckpt, ("state_dict", "model")))
+    load_state_dict_reported(unwrap_model(model), state, strict=True, name=name)
+    return ckpt
+
+
+def place_scheduler(scheduler, optimizer, step: int) -> None:
+    """Set a LambdaLR to `step` steps done and the optimizer's LRs accordingly."""
+    scheduler.last_epoch = step
+    lrs = [base * fn(step) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)]
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    scheduler._last_lr = lrs
+
+
+def resume(path: str, model, optimizer, scheduler, args) -> dict:
+    """Restore model, optimizer (unless --reset_lr), scheduler, RNG; return {start_epoch, epoch_step, iteration,
+    best_acc, meters}. Checkpoints of the original code (no next_epoch) resume AFTER their saved epoch."""
+    ckpt = load_model_weights(model, path, f"resume '{os.path.basename(path)}'")
+    iteration = int(ckpt.get("iteration", 0))
+    if "optimizer" in ckpt and not args.reset_lr:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    if "scheduler" in ckpt and not args.reset_lr:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    else:  # the original saved no scheduler: place it at the saved iteration instead of restarting it
+        place_scheduler(scheduler, optimizer, iteration)
+    rng = ckpt.get("rng")
+    if isinstance(rng, list) and len(rng) == dist.get_world_size():
+        restore_rng_state(rng[dist.get_rank()])
+    elif rng:
+        print("note: the checkpoint's RNG states are for another number of processes; RNG not restored")
+    start = int(ckpt["next_epoch"]) if "next_epoch" in ckpt else int(ckpt.get("epoch", -1)) + 1
+    print(f"=> resumed '{path}': next epoch {start}, step {ckpt.get('epoch_step', 0)}, iteration {iteration}")
+    return {
+        "start_epoch": start,
+        "epoch_step": int(ckpt.get("epoch_step", 0)),
+        "iteration": iteration,
+        "best_acc": float(ckpt.get("best_acc", 0.0) or 0.0),
+        "meters": ckpt.get("meters") or {},
+    }
+
+
+def restore_meters(metric_logger, saved: dict) -> None:
+    """Put back the running epoch averages of a mid-epoch checkpoint (so the epoch's JSON line is unchanged)."""
+    for name, (total, count) in saved.items():
+        meter = metric_logger.meters[name]
+        meter.total, meter.count = float(total), int(count)
+
+
+def meter_totals(metric_logger) -> dict:
+    return {name: [m.total, m.count] for name, m in metric_logger.meters.items()}

@@ -1,0 +1,186 @@
+"""Command-line flags of the original MemDPC scripts (memdpc/main.py and eval/test.py), same names and defaults.
+
+Flags below the "extensions" banner are new; each one's default reproduces the original behaviour or the
+documented fix (memdpc/README.md, "Fixes and deliberate keeps").
+"""
+
+from __future__ import annotations
+
+from shared_utils.cli import ArgumentParser
+
+DEFAULT_CSV_ROOT = "../process_data/data"  # CWD-relative, like the original (scripts run from inside memdpc/)
+
+
+def _common(parser: ArgumentParser) -> None:
+    parser.add_argument("--net", default="resnet18", type=str, help="backbone: resnet18, resnet34 or resnet50")
+    parser.add_argument("--seq_len", default=5, type=int, help="number of frames in each video block")
+    parser.add_argument("--num_seq", default=8, type=int, help="number of video blocks")
+    parser.add_argument("--ds", default=3, type=int, help="frame down sampling rate (temporal stride)")
+    parser.add_argument("--batch_size", default=4, type=int, help="PER-GPU batch size (total = this x #GPUs)")
+    parser.add_argument("--lr", default=1e-3, type=float, help="learning rate (Adam)")
+    parser.add_argument("--resume", default="", type=str, help="path of a checkpoint to resume from")
+    parser.add_argument("--epochs", default=10, type=int, help="number of total epochs to run")
+    parser.add_argument(
+        "--start-epoch",
+        "--start_epoch",
+        dest="start_epoch",
+        default=0,
+        type=int,
+        help="manual epoch number (useful on restarts; overwritten by --resume)",
+    )
+    parser.add_argument(
+        "--gpu",
+        default="0,1",
+        type=str,
+        help="GPU ids, e.g. '0,1' (one DDP process per id); 'cpu' or '' runs on the CPU",
+    )
+    parser.add_argument("--print_freq", default=5, type=int, help="print / log 'local' scalars every N iterations")
+    parser.add_argument("--reset_lr", action="store_true", help="with --resume: do not restore the optimizer state")
+    parser.add_argument("--prefix", default="tmp", type=str, help="experiment root is log_<prefix>/")
+    parser.add_argument("--img_dim", default=128, type=int, help="final square input side")
+    parser.add_argument("--seed", default=0, type=int, help="random seed")
+    parser.add_argument("-j", "--workers", default=16, type=int, help="data loading workers (shared by all ranks)")
+
+
+def _extensions(parser: ArgumentParser) -> None:
+    group = parser.add_argument_group("extensions (not in the original)")
+    group.add_argument(
+        "--csv_root",
+        default=DEFAULT_CSV_ROOT,
+        type=str,
+        help="folder holding <dataset>/{train,test}_split0N.csv and <dataset>/ClassInd.txt "
+        "(process_data.write_splits --out); relative paths are taken from the current directory",
+    )
+    group.add_argument(
+        "--modality",
+        default="rgb",
+        choices=["rgb", "flow"],
+        help="rgb: image_%%05d.jpg frames; flow: the 3-channel flow_%%05d.jpg files (n-1 per video)",
+    )
+    group.add_argument(
+        "--flow_root",
+        default="",
+        type=str,
+        help="flow tree <flow_root>/<Class>/<video>/flow_%%05d.jpg (default: a 'flow' folder next to the frame tree)",
+    )
+    group.add_argument(
+        "--output_dir",
+        default="",
+        type=str,
+        help="experiment folder (default: log_<prefix>/<name built from the flags>, as the original)",
+    )
+    group.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (no effect on the CPU)")
+    group.add_argument("--channels_last", action="store_true", help="channels_last_3d memory format (CUDA)")
+    group.add_argument(
+        "--save_every_iters",
+        default=0,
+        type=int,
+        help="also write the resumable latest.pth.tar every N iterations (0: at epoch ends only)",
+    )
+    group.add_argument(
+        "--iters_per_epoch",
+        default=0,
+        type=int,
+        help="cap the iterations of each epoch (0: a full pass; for smoke runs)",
+    )
+    group.add_argument(
+        "--legacy_schedule",
+        action="store_true",
+        help="reproduce the released code's LR multiplier, which drops once (x0.1) and never "
+        "reaches the second milestone (default: x0.1 at every milestone)",
+    )
+    group.add_argument(
+        "--scale_interp",
+        default="nearest",
+        choices=["nearest", "bilinear"],
+        help="interpolation of the 224 -> img_dim rescale (the original used nearest)",
+    )
+    group.add_argument("--no_tensorboard", action="store_true", help="do not write TensorBoard event files")
+
+
+def get_args_parser(add_help: bool = True) -> ArgumentParser:
+    """Pretraining flags (memdpc/main.py)."""
+    parser = ArgumentParser(description="MemDPC pretraining", add_help=add_help, allow_abbrev=True)
+    _common(parser)
+    parser.add_argument("--model", default="memdpc", type=str, help="only 'memdpc'")
+    parser.add_argument("--dataset", default="ucf101", type=str, help="ucf101, hmdb51 or k400 (also sets LR steps)")
+    parser.add_argument("--pred_step", default=3, type=int, help="number of future blocks predicted")
+    parser.add_argument("--mem_size", default=1024, type=int, help="number of memory slots")
+    parser.add_argument("--wd", default=1e-5, type=float, help="weight decay (coupled, Adam)")
+    parser.add_argument(
+        "--pretrain",
+        default="",
+        type=str,
+        help="initialise from a checkpoint (non-strict, reported); the original parsed but ignored it",
+    )
+    _extensions(parser)
+    parser.add_argument("--split", default=1, type=int, help="(extension) official split whose train list is used")
+    parser.add_argument(
+        "--cross_gpu_negatives",
+        action="store_true",
+        help="(extension) use every GPU's targets as negatives; the paper uses the per-GPU batch only",
+    )
+    return parser
+
+
+def get_eval_args_parser(add_help: bool = True) -> ArgumentParser:
+    """Finetuning / linear probe / multi-crop test flags (test.py, the original eval/test.py)."""
+    parser = ArgumentParser(
+        description="MemDPC evaluation: finetune, linear probe, multi-crop test, fusion",
+        add_help=add_help,
+        allow_abbrev=True,
+    )
+    _common(parser)
+    parser.add_argument("--model", default="lc", type=str, help="only 'lc'")
+    parser.add_argument("--dataset", default="ucf101", type=str, help="ucf101 or hmdb51")
+    parser.add_argument("--split", default=1, type=int, help="official split (1-3)")
+    parser.add_argument("--num_class", default=101, type=int, help="overwritten: 101 for ucf101, 51 for hmdb51")
+    parser.add_argument("--dropout", default=0.9, type=float, help="dropout before the last linear layer")
+    parser.add_argument(
+        "--schedule",
+        default=[],
+        nargs="*",
+        type=int,
+        help="epochs at which the LR is multiplied by 0.1 (default: ucf101 300 400, hmdb51 150 250)",
+    )
+    parser.add_argument("--wd", default=1e-3, type=float, help="weight decay (coupled, Adam)")
+    parser.add_argument("--pretrain", default="random", type=str, help="self-supervised checkpoint, or 'random'")
+    parser.add_argument("--test", default="", type=str, help="classifier checkpoint (or 'random') to test, then exit")
+    parser.add_argument("--center_crop", action="store_true", help="test with the center crop")
+    parser.add_argument("--five_crop", action="store_true", help="test with five crops")
+    parser.add_argument("--ten_crop", action="store_true", help="test with five crops x horizontal flip")
+    parser.add_argument(
+        "--train_what",
+        default="last",
+        type=str,
+        help="ft: finetune everything; last: linear probe on frozen features; else: all, one LR",
+    )
+    _extensions(parser)
+    group = parser.add_argument_group("evaluation extensions")
+    group.add_argument(
+        "--fuse",
+        nargs=2,
+        default=None,
+        metavar=("A.json", "B.json"),
+        help="two-stream late fusion: average the per-video probabilities of two test JSONs, then exit",
+    )
+    group.add_argument("--fuse_out", default="", type=str, help="where --fuse writes the fused JSON")
+    group.add_argument(
+        "--legacy_ft_lr",
+        action="store_true",
+        help="ft: one LR for every parameter, as the released code effectively did (default: the "
+        "intended lr/10 for backbone and GRUs)",
+    )
+    group.add_argument(
+        "--drop_short",
+        action="store_true",
+        help="test: drop videos shorter than one clip, as the released code (default: pad them by "
+        "repeating the last frame, the paper's protocol)",
+    )
+    group.add_argument(
+        "--lc_pool_then_relu",
+        action="store_true",
+        help="ablation: ReLU after the temporal pooling in LC, as pretraining feeds the GRU",
+    )
+    group.add_argument("--test_batch", default=16, type=int, help="clips per forward pass in the test phase")
+    return parser
