@@ -119,9 +119,9 @@ BACKGROUNDS = {"stripes": "striped", "checker": "checkered", "speckle": "speckle
 SPRITE_RADIUS = 24  # shape sprites are drawn at this radius (px) and warped into the frame
 
 # Ranges as fractions of the short side S of the frame (defaults tuned for 96x72).
-BASE_RADIUS = (0.11, 0.17)  # shape radius at zero zoom offset
-ZOOM_AMPLITUDE = (0.40, 0.60)  # total log-scale change over the video (factor 1.5-1.8)
-SHIFT_AMPLITUDE = (0.25, 0.40)  # total translation over the video
+BASE_RADIUS = (0.09, 0.14)  # shape radius at zero zoom offset
+ZOOM_AMPLITUDE = (0.50, 0.80)  # total log-scale change over the video (factor 1.65-2.2)
+SHIFT_AMPLITUDE = (0.30, 0.45)  # total translation over the video
 SPIN_DEG_PER_FRAME = (2.5, 4.5)
 
 
@@ -130,7 +130,7 @@ class ShapeSpec:
     kind: str
     colour: str
     texture: str
-    sprite: np.ndarray  # float32 [R, R, 4]: premultiplied RGB + alpha, R = 2 * SPRITE_RADIUS + 2
+    sprite: np.ndarray | None  # float32 [R, R, 4]: premultiplied RGB + alpha, R = 2 * SPRITE_RADIUS + 2
     log_radius: float  # log of the radius in frame pixels at zero zoom offset
     angle0: float  # radians
     cx: float
@@ -143,7 +143,7 @@ class VideoSpec:
     n_frames: int
     width: int
     height: int
-    background: np.ndarray  # float32 [H, W, 3] RGB
+    background: np.ndarray | None  # float32 [H, W, 3] RGB (None: geometry only)
     bg_texture: str
     bg_colour: str
     shapes: list[ShapeSpec]
@@ -244,17 +244,28 @@ def _jitter_colour(name: str, rng: np.random.Generator) -> np.ndarray:
 
 
 def sample_video_spec(
-    rng: np.random.Generator, cls: str, n_frames: int, width: int, height: int, noise: float = 2.0
+    rng: np.random.Generator,
+    cls: str,
+    n_frames: int,
+    width: int,
+    height: int,
+    noise: float = 2.0,
+    appearance: bool = True,
 ) -> VideoSpec:
-    """Draw one video of class `cls`. All draws except the motion's own coordinate are class-independent."""
+    """Draw one video of class `cls`. Every draw is class-independent except which coordinate moves.
+
+    Pixel patterns (textures, colour jitter) come from a child generator, so `appearance=False` (no background
+    or sprites: cheap, for statistics of the geometry) yields exactly the same geometry and caption."""
     short = min(width, height)
+    paint = np.random.default_rng(rng.integers(2**63))
     colours = list(PALETTE)
     bg_colour = colours[rng.integers(len(colours))]
     bg_texture = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
-    pattern = _texture(bg_texture, height, width, rng, rng.uniform(0.10, 0.22) * short)
-    bg_rgb = _jitter_colour(bg_colour, rng)
-    background = pattern[..., None] * _tone(bg_rgb, 0.85) + (1 - pattern[..., None]) * _tone(bg_rgb, 0.6)
-
+    background = None
+    if appearance:
+        pattern = _texture(bg_texture, height, width, paint, paint.uniform(0.10, 0.22) * short)[..., None]
+        bg_rgb = _jitter_colour(bg_colour, paint)
+        background = (pattern * _tone(bg_rgb, 0.85) + (1 - pattern) * _tone(bg_rgb, 0.6)).astype(np.float32)
     shift = rng.uniform(*SHIFT_AMPLITUDE) * short
     zoom = rng.uniform(*ZOOM_AMPLITUDE)
     spin = np.deg2rad(rng.uniform(*SPIN_DEG_PER_FRAME))
@@ -264,29 +275,17 @@ def sample_video_spec(
         kind = SHAPES[rng.integers(len(SHAPES))]
         colour = [c for c in colours if c != bg_colour][rng.integers(len(colours) - 1)]
         texture = SHAPE_TEXTURES[rng.integers(len(SHAPE_TEXTURES))]
-        log_radius = np.log(rng.uniform(*BASE_RADIUS) * short)
+        log_radius = float(np.log(rng.uniform(*BASE_RADIUS) * short))
         # The shape never leaves the frame: its circumscribed circle at the largest zoom, moved by half the
         # translation amplitude either way, stays inside. The margin does not depend on the class.
         margin = shift / 2 + np.exp(log_radius + zoom / 2) + 1
         cx = rng.uniform(margin, max(margin, width - margin))
         cy = rng.uniform(margin, max(margin, height - margin))
-        sprite = make_sprite(kind, _jitter_colour(colour, rng), texture, rng)
-        shapes.append(ShapeSpec(kind, colour, texture, sprite, float(log_radius), rng.uniform(0, 2 * np.pi), cx, cy))
-    spec = VideoSpec(
-        cls,
-        n_frames,
-        width,
-        height,
-        background.astype(np.float32),
-        bg_texture,
-        bg_colour,
-        shapes,
-        float(shift),
-        float(zoom),
-        float(spin),
-        tau,
-        noise,
-    )
+        angle0 = rng.uniform(0, 2 * np.pi)
+        sprite = make_sprite(kind, _jitter_colour(colour, paint), texture, paint) if appearance else None
+        shapes.append(ShapeSpec(kind, colour, texture, sprite, log_radius, angle0, cx, cy))
+    spec = VideoSpec(cls, n_frames, width, height, background, bg_texture, bg_colour, shapes, shift, zoom, spin, tau)
+    spec.noise = noise
     spec.caption = make_caption(spec, rng)
     return spec
 
