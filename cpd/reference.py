@@ -12,9 +12,10 @@ from torch import nn
 
 
 def hash_noise(n: int, phase: float) -> np.ndarray:
-    """s_i = 2 frac(sin(12.9898 i + phase) * 43758.5453) - 1, i = 0..n-1, in float64."""
-    h = np.sin(12.9898 * np.arange(n, dtype=np.float64) + phase) * 43758.5453
-    return 2.0 * (h - np.floor(h)) - 1.0
+    """s_i = 2 frac(sin(12.9898 i + phase) * 43758.5453) - 1, i = 0..n-1, in float64 (torch's vectorised sin;
+    it agrees with numpy's to 1 ulp, far below the float32 cast that follows)."""
+    h = torch.sin(torch.arange(n, dtype=torch.float64) * 12.9898 + phase) * 43758.5453
+    return (2.0 * (h - torch.floor(h)) - 1.0).numpy()
 
 
 def name_phase(name: str) -> float:

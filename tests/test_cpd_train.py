@@ -1,0 +1,445 @@
+"""CPD end to end on a tiny synthetic dataset: pretrain -> fine-tune -> 30-view test -> evaluator, zero-shot,
+the text-encoder curriculum, exact resume (memory banks included), DDP with 2 gloo processes, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import DistilBertConfig, DistilBertModel
+
+from cpd.main import adjust_learning_rate, main
+from cpd.model import CPD, pretraining_param_groups, text_groups
+from cpd.opts import get_args_parser
+from cpd.resnet import resnet3d
+from shared_utils.checkpoint import load_checkpoint
+from shared_utils.cli import UserError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = [
+    "--model_depth",
+    "10",
+    "--sample_size",
+    "32",
+    "--sample_duration",
+    "8",
+    "--stride_size",
+    "2",
+    "--nce_k",
+    "8",
+    "--batch_size",
+    "2",
+    "--n_threads",
+    "0",
+    "--print_frq",
+    "1",
+    "--emb_dim",
+    "16",
+]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Synthetic raw videos + captions -> Instagram layout (links) + split JSONs; a tiny DistilBERT."""
+    from cpd.datasets.make_ins_json import build
+    from cpd.datasets.make_ins_json import get_args_parser as ins_parser
+    from cpd.make_text_model import write_text_model
+    from process_data.synth import generate
+    from process_data.write_splits import write_splits
+
+    root = tmp_path_factory.mktemp("cpd_e2e")
+    raw = root / "raw"
+    generate(str(raw), classes=2, train_per_class=2, test_per_class=1, frames=16, width=48, height=32, verbose=False)
+    build(
+        ins_parser().parse_args(
+            [
+                "--video_root",
+                str(raw / "UCF-101"),
+                "--captions",
+                str(raw / "captions.tsv"),
+                "--out_dir",
+                str(root / "ins"),
+                "--json",
+                str(root / "ins.json"),
+                "--mode",
+                "link",
+                "--val_ratio",
+                "0.34",
+            ]
+        )
+    )
+    write_splits("ucf101", str(raw / "ucfTrainTestlist"), None, str(root / "lists"), formats=("cpd",), verbose=False)
+    text = write_text_model(str(root / "text"), "distilbert", "tiny")
+    return {
+        "root": root,
+        "videos": str(raw / "UCF-101"),
+        "ins": str(root / "ins"),
+        "ins_json": str(root / "ins.json"),
+        "split": str(root / "lists" / "ucf101" / "ucf101_01.json"),
+        "text": text,
+    }
+
+
+def pretrain_args(data, out, *extra):
+    return [
+        "--video_path",
+        data["ins"],
+        "--result",
+        str(out),
+        "--dataset_file",
+        data["ins_json"],
+        "--dataset",
+        "ins",
+        "--phase",
+        "pretraining",
+        "--text_model",
+        data["text"],
+        "--learning_rate",
+        "0.1",
+        "--weight_decay",
+        "1e-4",
+        *SMALL,
+        *extra,
+    ]
+
+
+def finetune_args(data, out, *extra):
+    return [
+        "--video_path",
+        data["videos"],
+        "--result",
+        str(out),
+        "--dataset_file",
+        data["split"],
+        "--dataset",
+        "ucf101",
+        "--phase",
+        "finetuning",
+        "--n_finetune_classes",
+        "2",
+        "--lr_patience",
+        "5",
+        "--dp",
+        "0.8",
+        "--lr_factor",
+        "0.1",
+        "--learning_rate",
+        "0.02",
+        "--weight_decay",
+        "1e-4",
+        *SMALL,
+        *extra,
+    ]
+
+
+def state(path):
+    return load_checkpoint(str(path))["state_dict"]
+
+
+# ----------------------------------------------------------------------------------------------- end to end
+
+
+def test_pretrain_finetune_test_end_to_end(data, tmp_path, capsys):
+    pre = tmp_path / "pre"
+    main(
+        pretrain_args(
+            data,
+            pre,
+            "--n_epochs",
+            "1",
+            "--max_iters",
+            "2",
+            "--dist-url",
+            "tcp://localhost:10001",
+            "--multiprocessing-distributed",
+            "--world-size",
+            "1",
+            "--rank",
+            "0",
+        )
+    )
+    out = capsys.readouterr().out
+    assert out.startswith("command: ") and "git: " in out and "normalization constant Z_v is set to" in out
+    for name in ("checkpoint.pth", "save_1.pth", "opts.json", "log.txt", "train.log.rank0", "val.log.rank0"):
+        assert (pre / name).is_file(), name
+    assert any(f.startswith("events") for f in os.listdir(pre / "tb"))
+    ckpt = load_checkpoint(str(pre / "save_1.pth"))
+    assert ckpt["epoch"] == 2 and ckpt["arch"] == "resnet-10" and ckpt["iteration"] == 0 and ckpt["global_step"] == 2
+    sd = ckpt["state_dict"]
+    assert all(k.startswith("module.") for k in sd) and float(sd["module.Z_v"]) > 0 and float(sd["module.Z_t"]) > 0
+    norms = sd["module.vis_memory"].norm(dim=1)
+    assert 2 <= int(((norms - 1).abs() < 1e-5).sum()) <= 4  # the rows written in 2 steps of batch 2 have unit norm
+    record = json.loads((pre / "log.txt").read_text().splitlines()[-1])
+    assert record["epoch"] == 1 and record["loss"] > 0 and "val_recall@1" in record
+
+    ft = tmp_path / "ft"
+    main(
+        finetune_args(
+            data,
+            ft,
+            "--pretrain_path",
+            str(pre / "save_1.pth"),
+            "--n_epochs",
+            "1",
+            "--max_iters",
+            "2",
+            "--test",
+            "--num_test_clips",
+            "2",
+        )
+    )
+    out = capsys.readouterr().out
+    assert "missing 2" in out and "fc.weight, fc.bias" in out  # only the new head is not pretrained
+    assert (ft / "save_1.pth").is_file() and load_checkpoint(str(ft / "save_1.pth"))["scheduler"]["mode"] == "max"
+    results = json.loads((ft / "val.json").read_text())["results"]
+    split = json.loads(open(data["split"]).read())
+    val_videos = {k for k, v in split["database"].items() if v["subset"] == "validation"}
+    assert set(results) == val_videos and all(r[0]["label"] in split["labels"] for r in results.values())
+    assert "| 2 videos (0 unreadable), 12 views" in out  # 2 clips x 3 crops per video
+    video_top1 = float(out.split("video top1 ")[1].split()[0])
+    evaluator = subprocess.run(
+        [sys.executable, "evaluation/evaluate_ucf101.py", "--dataset", data["split"], "--pred_results", str(ft)],
+        cwd=os.path.join(REPO, "cpd"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert evaluator.stdout.strip() == f"Accuracy@1: {video_top1 / 100}"
+
+    # the original test command: weights from save_1.pth, no training, 30 views (here 2 x 3)
+    main(
+        finetune_args(
+            data,
+            tmp_path / "test",
+            "--no_train",
+            "--no_val",
+            "--test",
+            "--resume_path",
+            str(ft / "save_1.pth"),
+            "--num_test_clips",
+            "2",
+            "--sample_size",
+            "48",
+        )
+    )
+    assert set(json.loads((tmp_path / "test" / "val.json").read_text())["results"]) == val_videos
+
+    # zero-shot with the pretrained text encoder; the unified-evaluation encoder loads the same checkpoint
+    main(
+        finetune_args(
+            data,
+            tmp_path / "zs",
+            "--phase",
+            "zeroshot",
+            "--resume_path",
+            str(pre / "save_1.pth"),
+            "--text_model",
+            data["text"],
+            "--num_test_clips",
+            "1",
+            "--num_test_crops",
+            "1",
+        )
+    )
+    out = capsys.readouterr().out
+    assert "class captions: translate left; translate right" in out
+    assert set(json.loads((tmp_path / "zs" / "zeroshot.json").read_text())["results"]) == val_videos
+    from cpd.features import build_clip_encoder
+
+    encoder = build_clip_encoder(str(pre / "save_1.pth"))
+    assert (encoder.num_frames, encoder.frame_stride, encoder.crop_size, encoder.feature_dim) == (4, 2, 32, 512)
+    clips = torch.randint(0, 255, (2, 4, 32, 32, 3), dtype=torch.uint8)
+    assert encoder(clips).shape == (2, 512) and not encoder.training
+
+
+# ----------------------------------------------------------------------------------------------- curriculum
+
+
+def test_curriculum_gradients_and_learning_rates():
+    """Stage I: no gradient reaches the text encoder; stage II: every text tensor gets one. The text lr is 0 until
+    the end of epoch ft_bert_ep - 1, then lr_bert x 0.1, and decays with the others at the lr steps."""
+    text = DistilBertModel(DistilBertConfig(dim=16, n_layers=1, n_heads=2, hidden_dim=16, vocab_size=200))
+    model = CPD(resnet3d(10, num_classes=4), text, 8, emb_dim=16, K=4)
+    v, t, idx = torch.randn(2, 3, 2, 32, 32), torch.randint(1, 200, (2, 6)), torch.tensor([1, 5])
+    for updbert in (False, True):
+        model.zero_grad(set_to_none=True)
+        out_v, out_t = model(v, t, idx, updbert)
+        (out_v.sum() + out_t.sum()).backward()
+        text_grads = [p.grad is not None for p in model.textual_encoder.parameters()]
+        assert all(text_grads) if updbert else not any(text_grads)
+        assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("textual_encoder."))
+    args = get_args_parser().parse_args(["--ft_bert_ep", "3", "--lr_steps", "3", "5"])
+    optimizer = torch.optim.SGD(pretraining_param_groups(model, 0.1), lr=0.1, momentum=0.9)
+    history = []
+    for epoch in range(1, 6):
+        history += [text_groups(optimizer, model)[0]["lr"], optimizer.param_groups[-1]["lr"]]
+        adjust_learning_rate(optimizer, model, epoch, args)
+    # (text, other) per epoch: unfrozen after epoch 2 (= ft_bert_ep - 1), x0.1 after epoch 3
+    assert history == pytest.approx([0, 0.1, 0, 0.1, 3e-5, 0.1, 3e-6, 0.01, 3e-6, 0.01])
+
+
+def test_curriculum_end_to_end(data, tmp_path):
+    out = tmp_path / "cur"
+    main(
+        pretrain_args(
+            data,
+            out,
+            "--n_epochs",
+            "3",
+            "--ft_bert_ep",
+            "2",
+            "--max_iters",
+            "1",
+            "--checkpoint",
+            "1",
+            "--no_val",
+            "--lr_steps",
+            "2",
+        )
+    )
+    from safetensors.torch import load_file
+
+    initial = load_file(os.path.join(data["text"], "model.safetensors"))
+    saves = [state(out / f"save_{e}.pth") for e in (1, 2, 3)]
+
+    def text_unchanged(sd):
+        return all(torch.equal(sd[f"module.textual_encoder.{k}"], v) for k, v in initial.items())
+
+    assert text_unchanged(saves[0]) and text_unchanged(saves[1])  # epochs 1-2: frozen (epoch 2: lr set, no grad)
+    assert not text_unchanged(saves[2])  # epoch 3 > ft_bert_ep: the text encoder trains
+    w = "module.vis_emb.weight"
+    assert not torch.equal(saves[0][w], saves[1][w])  # heads and video encoder train throughout
+    opt = load_checkpoint(str(out / "save_1.pth"))["optimizer"]["param_groups"]
+    assert sorted({g["lr"] for g in opt}) == pytest.approx([3e-5, 0.1])  # --no_val no longer freezes the schedule
+
+
+# ----------------------------------------------------------------------------------------------- resume
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_mid_epoch_is_exact(data, tmp_path, monkeypatch):
+    common = ["--n_epochs", "2", "--max_iters", "2", "--save_every_iters", "1", "--no_val", "--ft_bert_ep", "2"]
+    main(pretrain_args(data, tmp_path / "straight", *common))
+    import cpd.main as cpd_main
+
+    calls = {"n": 0}
+    original = cpd_main.check_finite
+
+    def stop_after_three(loss, step):
+        calls["n"] += 1
+        if calls["n"] > 3:  # 3 steps done (the 3rd saved): die in the middle of epoch 2
+            raise Interrupt
+        original(loss, step)
+
+    monkeypatch.setattr(cpd_main, "check_finite", stop_after_three)
+    with pytest.raises(Interrupt):
+        main(pretrain_args(data, tmp_path / "resumed", *common))
+    partial = load_checkpoint(str(tmp_path / "resumed" / "checkpoint.pth"))
+    assert (partial["epoch"], partial["iteration"], partial["global_step"]) == (2, 1, 3)
+    monkeypatch.setattr(cpd_main, "check_finite", original)
+    main(pretrain_args(data, tmp_path / "resumed", *common))  # auto-resumes from checkpoint.pth
+    a = load_checkpoint(str(tmp_path / "straight" / "checkpoint.pth"))
+    b = load_checkpoint(str(tmp_path / "resumed" / "checkpoint.pth"))
+    assert a["global_step"] == b["global_step"] == 4
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key  # weights, BN stats, memory banks, Z
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
+
+
+# ----------------------------------------------------------------------------------------------- DDP and errors
+
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "main.py"]
+ENV = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1")
+
+
+def test_ddp_two_gloo_processes(data, tmp_path):
+    pre = tmp_path / "pre"
+    args = pretrain_args(data, pre, "--n_epochs", "1", "--batch_size", "4")  # 2 per process, 1 step per epoch
+    run = subprocess.run(TORCHRUN + args, cwd=os.path.join(REPO, "cpd"), env=ENV, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ckpt = load_checkpoint(str(pre / "save_1.pth"))
+    assert len(ckpt["rng"]) == 2 and ckpt["args"]["world_size"] == 2 and ckpt["global_step"] == 1
+    assert not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])  # each rank's RNG saved for resume
+    rows = ((ckpt["state_dict"]["module.vis_memory"].norm(dim=1) - 1).abs() < 1e-5).sum()
+    assert int(rows) == 4  # the 4 training videos, 2 per rank: both ranks' features were gathered into the banks
+    assert "Epoch [1] validation: text->video recall@1" in run.stdout
+
+
+@pytest.mark.slow
+def test_ddp_test_views_gathered_like_one_process(data, tmp_path):
+    """The multi-view test gathers every view from both ranks (the original kept a partial average)."""
+    pre = tmp_path / "pre"
+    main(pretrain_args(data, pre, "--n_epochs", "1", "--max_iters", "1", "--no_val"))
+    test = finetune_args(
+        data,
+        "X",
+        "--pretrain_path",
+        str(pre / "save_1.pth"),
+        "--no_train",
+        "--no_val",
+        "--test",
+        "--num_test_clips",
+        "2",
+        "--batch_size",
+        "4",
+    )
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    main([str(single) if a == "X" else a for a in test])
+    run = subprocess.run(
+        TORCHRUN + [str(ddp) if a == "X" else a for a in test],
+        cwd=os.path.join(REPO, "cpd"),
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    one = json.loads((single / "val.json").read_text())["results"]
+    two = json.loads((ddp / "val.json").read_text())["results"]
+    assert one.keys() == two.keys()
+    for vid in one:
+        assert one[vid][0]["label"] == two[vid][0]["label"]
+        assert one[vid][0]["score"] == pytest.approx(two[vid][0]["score"], rel=1e-4, abs=1e-4)
+
+
+def test_clear_errors(data, tmp_path):
+    with pytest.raises(UserError, match="--video_path"):
+        main(pretrain_args(data, tmp_path / "a", "--video_path", str(tmp_path / "nope")))
+    with pytest.raises(UserError, match="not available offline"):
+        main(pretrain_args(data, tmp_path / "b", "--text_model", "distilbert-base-uncased"))
+    no_val = tmp_path / "train_only.json"
+    listing = json.loads(open(data["ins_json"]).read())
+    no_val.write_text(json.dumps({k: dict(v, subset="training") for k, v in listing.items()}))
+    with pytest.raises(UserError, match="no 'validation' entries"):
+        main(pretrain_args(data, tmp_path / "c", "--dataset_file", str(no_val)))
+    with pytest.raises(UserError, match="--dataset"):
+        main(pretrain_args(data, tmp_path / "d", "--dataset", "ucf101"))
+    with pytest.raises(UserError, match="--model_depth"):
+        main(pretrain_args(data, tmp_path / "e", "--model_depth", "101"))
+    run = subprocess.run(
+        [
+            sys.executable,
+            "main.py",
+            "--phase",
+            "finetuning",
+            "--dataset",
+            "ucf101",
+            "--video_path",
+            str(tmp_path / "missing"),
+            "--dataset_file",
+            data["split"],
+        ],
+        cwd=os.path.join(REPO, "cpd"),
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "--video_path not found" in run.stderr
