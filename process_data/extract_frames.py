@@ -35,7 +35,7 @@ from process_data.common import (
     template_regex,
     write_json_atomic,
 )
-from process_data.flow import flow_algorithm, flow_images
+from process_data.flow import flow_algorithm, flow_function, flow_to_image
 from shared_utils.cli import ArgumentParser, fail, require_dir, run_cli
 
 # ------------------------------------------------------------------------------------------------ decoding
@@ -71,68 +71,99 @@ def _to_bgr(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
     return reformatter.reformat(frame, format="bgr24").to_ndarray()
 
 
-def _decode_pyav(path: str, threads: bool) -> tuple[list[np.ndarray], int, str | None]:
-    frames, error, reformatter = [], None, VideoReformatter()
+def _iter_pyav(path: str, threads: bool, info: dict):
+    reformatter = VideoReformatter()
     with av.open(path) as container:
         if not container.streams.video:
             raise ValueError("no video stream")
         stream = container.streams.video[0]
         if threads:
             stream.thread_type = "AUTO"
-        declared = int(stream.frames or 0)
+        info.update(decoder="pyav", declared=int(stream.frames or 0))
         try:
             for frame in container.decode(stream):
-                frames.append(_to_bgr(frame, reformatter))
+                yield _to_bgr(frame, reformatter)
         except (av.error.FFmpegError, ValueError) as err:  # damaged packet mid-stream: keep what decoded
-            error = f"{type(err).__name__}: {err}"
-    return frames, declared, error
+            info["error"] = f"{type(err).__name__}: {err}"
 
 
-def _decode_opencv(path: str) -> tuple[list[np.ndarray], int]:
+def _iter_opencv(path: str, info: dict):
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         raise ValueError("OpenCV cannot open it either")
-    declared = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames, declared
-
-
-def decode_video(path: str, threads: bool = False) -> tuple[list[np.ndarray], dict]:
-    """All frames as BGR uint8 arrays (PyAV; OpenCV when PyAV cannot open the file) plus decode info:
-    {'decoder', 'declared' (container frame count, 0 = unknown), 'error' (mid-stream error or None)}."""
+    info.update(decoder="opencv", declared=max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))))
     try:
-        frames, declared, error = _decode_pyav(path, threads)
-        return frames, dict(decoder="pyav", declared=declared, error=error)
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            yield frame
+    finally:
+        capture.release()
+
+
+def iter_frames(path: str, info: dict, threads: bool = False):
+    """Yield the frames of `path` as BGR uint8 arrays, one at a time (PyAV; OpenCV when PyAV cannot open the
+    file). `info` receives 'decoder', 'declared' (container frame count, 0 = unknown) and 'error' (a mid-stream
+    decode error, or why PyAV was not used). ValueError when neither can open it."""
+    info.update(decoder=None, declared=0, error=None)
+    frames = _iter_pyav(path, threads, info)
+    try:
+        first = next(frames, None)
     except (av.error.FFmpegError, OSError, ValueError, IndexError) as err:
         pyav_error = f"{type(err).__name__}: {err}"
+    else:
+        if first is not None:
+            yield first
+        yield from frames
+        return
     try:
-        frames, declared = _decode_opencv(path)
+        yield from _iter_opencv(path, info)
     except (ValueError, cv2.error) as err:
         raise ValueError(f"unreadable (PyAV: {pyav_error}; {err})") from err
-    return frames, dict(decoder="opencv", declared=declared, error=pyav_error)
+    info["error"] = f"PyAV could not open it ({pyav_error})"
 
 
 # ------------------------------------------------------------------------------------------------ one video
 
 
-def _write_folder(final: str, images, template: str, quality: int) -> int:
-    """Write JPEGs into the partial sibling of `final`, then rename it onto `final`. Returns the count."""
-    tmp = partial_path(final)
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
-    count = 0
-    for count, image in enumerate(images, 1):
-        if not cv2.imwrite(os.path.join(tmp, frame_name(template, count)), image, params):
-            raise OSError(f"cv2.imwrite failed in {tmp}")
-    os.replace(tmp, final)
-    return count
+class _FolderWriter:
+    """JPEGs go into the hidden partial sibling of `final`; commit() renames it onto `final`."""
+
+    def __init__(self, final: str, template: str, quality: int):
+        self.final, self.tmp, self.template = final, partial_path(final), template
+        self.params, self.count = [cv2.IMWRITE_JPEG_QUALITY, quality], 0
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        os.makedirs(self.tmp)
+
+    def write(self, image: np.ndarray) -> None:
+        self.count += 1
+        if not cv2.imwrite(os.path.join(self.tmp, frame_name(self.template, self.count)), image, self.params):
+            raise OSError(f"cv2.imwrite failed in {self.tmp}")
+
+    def commit(self) -> None:
+        os.replace(self.tmp, self.final)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _extract_stream(path: str, cfg: dict, frames_out: _FolderWriter | None, flow_out: _FolderWriter | None):
+    """Decode, resize and write frame by frame (memory stays at two frames). Returns (n_frames, info)."""
+    info: dict = {}
+    calc = flow_function(cfg["flow_algorithm"]) if flow_out else None
+    prev, count = None, 0
+    for frame in iter_frames(path, info, threads=cfg["workers"] <= 1):
+        frame = resize_short_side(frame, cfg["short_side"])
+        count += 1
+        if frames_out:
+            frames_out.write(frame)
+        if flow_out:
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            if prev is not None:
+                flow_out.write(flow_to_image(calc(prev, gray)))
+            prev = gray
+    return count, info
 
 
 def _needs_work(rel: str, cfg: dict) -> bool:
@@ -152,23 +183,25 @@ def process_video(rel: str, cfg: dict) -> dict:
     need_frames = not os.path.isdir(frame_dir)
     need_flow = flow_dir is not None and not os.path.isdir(flow_dir)
     if need_frames or need_flow:
+        writers = []
         try:
-            frames, info = decode_video(os.path.join(cfg["video_root"], rel), threads=cfg["workers"] <= 1)
-            frames = [resize_short_side(f, cfg["short_side"]) for f in frames]
-            problem = _check_count(len(frames), info, cfg)
-            if problem and not (cfg["keep_partial"] and frames):
-                return dict(result, status="failed", reason=problem)
-            result["warning"] = problem or (info["error"] and f"{info['decoder']}: {info['error']}")
-            if need_flow and len(frames) < 2:
-                return dict(result, status="failed", reason=f"{len(frames)} frame(s): no flow possible")
-            if need_frames:
-                _write_folder(frame_dir, frames, cfg["template"], cfg["quality"])
-            if need_flow:
-                _write_folder(
-                    flow_dir, flow_images(frames, cfg["flow_algorithm"]), cfg["flow_template"], cfg["quality"]
-                )
-            result["status"] = "extracted"
+            frames_out = _FolderWriter(frame_dir, cfg["template"], cfg["quality"]) if need_frames else None
+            flow_out = _FolderWriter(flow_dir, cfg["flow_template"], cfg["quality"]) if need_flow else None
+            writers = [w for w in (frames_out, flow_out) if w]
+            count, info = _extract_stream(os.path.join(cfg["video_root"], rel), cfg, frames_out, flow_out)
+            problem = _check_count(count, info, cfg)
+            if problem and not (cfg["keep_partial"] and count):
+                raise ValueError(problem)
+            if need_flow and count < 2:
+                raise ValueError(f"{count} frame(s): no flow possible")
+            for writer in writers:
+                writer.commit()
+            result.update(
+                status="extracted", warning=problem or (info["error"] and f"{info['decoder']}: {info['error']}")
+            )
         except (ValueError, OSError, cv2.error, MemoryError) as err:
+            for writer in writers:
+                writer.discard()
             return dict(result, status="failed", reason=str(err))
     result["frames"] = count_frames(frame_dir, cfg["template"])
     if flow_dir is not None:

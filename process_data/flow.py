@@ -22,7 +22,8 @@ def flow_algorithm() -> str:
     return "farneback"
 
 
-def _flow_fn(algorithm: str):
+def flow_function(algorithm: str):
+    """calc(prev_gray, next_gray) -> float32 [H, W, 2] flow (dx, dy) for 'tvl1' or 'farneback'."""
     if algorithm == "tvl1":
         create = getattr(getattr(cv2, "optflow", cv2), "DualTVL1OpticalFlow_create", None)
         create = create or cv2.DualTVL1OpticalFlow_create
@@ -42,13 +43,3 @@ def flow_to_image(flow: np.ndarray) -> np.ndarray:
 def image_to_flow(image: np.ndarray) -> np.ndarray:
     """Inverse of flow_to_image for an array read with cv2.imread (BGR order = the array that was written)."""
     return image[..., :2].astype(np.float32) * (2 * FLOW_BOUND / 255.0) - FLOW_BOUND
-
-
-def flow_images(frames: list[np.ndarray], algorithm: str):
-    """Flow JPEG arrays between consecutive BGR frames (n-1 for n frames), as a generator."""
-    calc = _flow_fn(algorithm)
-    prev = cv2.cvtColor(frames[0], cv2.COLOR_BGR2GRAY)
-    for frame in frames[1:]:
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        yield flow_to_image(calc(prev, gray))
-        prev = gray

@@ -321,6 +321,14 @@ def test_extract_counts_sizes_failures_and_resume(synth_dataset, tmp_path):
     assert (third["removed_partial"], third["extracted"], third["failed"]) == (1, 1, 2)
     assert not partial.exists() and len(os.listdir(victim)) == synth_dataset.num_frames
 
+    kept = extract(str(videos), str(frames), short_side=32, keep_partial=True, verbose=False)  # opt-in: keep them
+    key = f"{cls}/{truncated.stem}"
+    assert (kept["extracted"], kept["failed"]) == (1, 1) and kept["warnings"][f"{cls}/{truncated.name}"].startswith(
+        "truncated"
+    )
+    assert 0 < kept["frame_counts"][key] < synth_dataset.num_frames == len(os.listdir(victim))
+    assert len(os.listdir(frames / key)) == kept["frame_counts"][key]
+
 
 def test_extract_matches_decoded_video_and_is_deterministic(synth_dataset, tmp_path):
     rel = f"{synth_dataset.classes[1]}/v_{synth_dataset.classes[1]}_g01_c01"
