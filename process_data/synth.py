@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -131,10 +132,13 @@ def _check_config(out: str, cfg: dict, overwrite: bool) -> None:
             fail(
                 f"{out} holds a synthetic dataset made with other settings ({changed}); use a new --out or --overwrite"
             )
-    elif overwrite and os.path.isdir(os.path.join(out, "UCF-101")):
-        import shutil
-
-        shutil.rmtree(os.path.join(out, "UCF-101"))
+    elif overwrite:
+        for name in ("UCF-101", "ucfTrainTestlist", "captions.tsv"):
+            target = os.path.join(out, name)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            elif os.path.isfile(target):
+                os.remove(target)
     os.makedirs(out, exist_ok=True)
     with open(path, "w") as handle:
         json.dump(cfg, handle, indent=1)

@@ -116,3 +116,23 @@ def make_synth(tmp_path_factory):
         return make_synth_dataset(tmp_path_factory.mktemp("synth_custom"), **kwargs)
 
     return build
+
+
+def corrupt_file(path: str | os.PathLike, mode: str = "truncate", keep: float = 0.4) -> Path:
+    """Damage a COPY you own (never a file of `synth_dataset`): 'truncate' keeps the first `keep` fraction of
+    the bytes (container header intact, most frames gone), 'garbage' replaces the content by random bytes."""
+    path = Path(path)
+    data = path.read_bytes()
+    if mode == "truncate":
+        path.write_bytes(data[: int(len(data) * keep)])
+    elif mode == "garbage":
+        path.write_bytes(bytes((i * 7919 + 13) % 256 for i in range(max(len(data), 4096))))
+    else:
+        raise ValueError(f"unknown corruption mode {mode!r}")
+    return path
+
+
+@pytest.fixture
+def corrupt():
+    """The corrupt_file helper as a fixture: `corrupt(copied_video, 'truncate')`."""
+    return corrupt_file

@@ -275,14 +275,13 @@ def test_kinetics_csv(tmp_path):
 # ------------------------------------------------------------------------------------------------ extract_frames
 
 
-def test_extract_counts_sizes_failures_and_resume(synth_dataset, tmp_path):
+def test_extract_counts_sizes_failures_and_resume(synth_dataset, tmp_path, corrupt):
     videos, frames = tmp_path / "videos", tmp_path / "frames"
     shutil.copytree(synth_dataset.video_root, videos)
     cls = synth_dataset.classes[0]
-    truncated = sorted((videos / cls).glob("*.avi"))[0]
-    data = truncated.read_bytes()
-    truncated.write_bytes(data[: len(data) * 4 // 10])  # header intact, most frames gone
-    (videos / cls / "v_Garbage_g01_c01.avi").write_bytes(np.random.default_rng(0).bytes(4096))
+    truncated = corrupt(sorted((videos / cls).glob("*.avi"))[0], "truncate")  # header intact, most frames gone
+    shutil.copy(truncated, videos / cls / "v_Garbage_g01_c01.avi")
+    corrupt(videos / cls / "v_Garbage_g01_c01.avi", "garbage")
     all_videos = sorted(p.relative_to(videos).as_posix() for p in videos.rglob("*.avi"))
     bad = {f"{cls}/{truncated.name}", f"{cls}/v_Garbage_g01_c01.avi"}
 
