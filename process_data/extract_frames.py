@@ -71,14 +71,12 @@ def _to_bgr(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
     return reformatter.reformat(frame, format="bgr24").to_ndarray()
 
 
-def _iter_pyav(path: str, threads: bool, info: dict):
+def _iter_pyav(path: str, info: dict):
     reformatter = VideoReformatter()
     with av.open(path) as container:
         if not container.streams.video:
             raise ValueError("no video stream")
         stream = container.streams.video[0]
-        if threads:
-            stream.thread_type = "AUTO"
         info.update(decoder="pyav", declared=int(stream.frames or 0))
         try:
             for frame in container.decode(stream):
@@ -102,12 +100,12 @@ def _iter_opencv(path: str, info: dict):
         capture.release()
 
 
-def iter_frames(path: str, info: dict, threads: bool = False):
+def iter_frames(path: str, info: dict):
     """Yield the frames of `path` as BGR uint8 arrays, one at a time (PyAV; OpenCV when PyAV cannot open the
-    file). `info` receives 'decoder', 'declared' (container frame count, 0 = unknown) and 'error' (a mid-stream
+    file), single-threaded: parallelism comes from processing videos in parallel. `info` receives 'decoder', 'declared' (container frame count, 0 = unknown) and 'error' (a mid-stream
     decode error, or why PyAV was not used). ValueError when neither can open it."""
     info.update(decoder=None, declared=0, error=None)
-    frames = _iter_pyav(path, threads, info)
+    frames = _iter_pyav(path, info)
     try:
         first = next(frames, None)
     except (av.error.FFmpegError, OSError, ValueError, IndexError) as err:
@@ -153,7 +151,7 @@ def _extract_stream(path: str, cfg: dict, frames_out: _FolderWriter | None, flow
     info: dict = {}
     calc = flow_function(cfg["flow_algorithm"]) if flow_out else None
     prev, count = None, 0
-    for frame in iter_frames(path, info, threads=cfg["workers"] <= 1):
+    for frame in iter_frames(path, info):
         frame = resize_short_side(frame, cfg["short_side"])
         count += 1
         if frames_out:
@@ -185,9 +183,11 @@ def process_video(rel: str, cfg: dict) -> dict:
     if need_frames or need_flow:
         writers = []
         try:
-            frames_out = _FolderWriter(frame_dir, cfg["template"], cfg["quality"]) if need_frames else None
-            flow_out = _FolderWriter(flow_dir, cfg["flow_template"], cfg["quality"]) if need_flow else None
-            writers = [w for w in (frames_out, flow_out) if w]
+            frames_out = flow_out = None
+            if need_frames:
+                writers.append(frames_out := _FolderWriter(frame_dir, cfg["template"], cfg["quality"]))
+            if need_flow:
+                writers.append(flow_out := _FolderWriter(flow_dir, cfg["flow_template"], cfg["quality"]))
             count, info = _extract_stream(os.path.join(cfg["video_root"], rel), cfg, frames_out, flow_out)
             problem = _check_count(count, info, cfg)
             if problem and not (cfg["keep_partial"] and count):
