@@ -87,15 +87,15 @@ def _lookup_table(video_dir: str, classes: list[str], data_format: str) -> dict[
     table = {}
     for name in classes:
         for item in os.listdir(os.path.join(video_dir, name)):
-            key = f"{name}/{os.path.splitext(item)[0] if data_format == 'frames' else item}".lower()
-            table[key] = os.path.join(video_dir, name, item)
+            path = os.path.join(video_dir, name, item)
+            if os.path.isdir(path) == (data_format == "frames"):
+                table[f"{name}/{item}".lower()] = path
     return table
 
 
-def ucf101_split(video_dir: str, split_dir: str, fold: int, train: bool, data_format: str, warnings: DataWarnings):
-    """(paths, labels, classes) of UCF101 split `fold` from the official trainlist0N.txt / testlist0N.txt
-    (first token of each line = Class/file.avi); label = index of the class in the sorted class folders."""
-    list_file = os.path.join(split_dir, f"{'trainlist' if train else 'testlist'}{fold:02d}.txt")
+def read_ucf_list(video_dir: str, list_file: str, data_format: str, warnings: DataWarnings):
+    """(paths, labels, classes) of the videos named by an official UCF101 list (first token of each line =
+    Class/file.avi); label = index of the class in the sorted class folders (the original's labels)."""
     if not os.path.isfile(list_file):
         fail(f"split file not found: '{list_file}'")
     classes = class_folders(video_dir)
@@ -115,6 +115,12 @@ def ucf101_split(video_dir: str, split_dir: str, fold: int, train: bool, data_fo
             paths.append(path)
             labels.append(label)
     return paths, labels, classes
+
+
+def ucf101_split(video_dir: str, split_dir: str, fold: int, train: bool, data_format: str, warnings: DataWarnings):
+    """UCF101 split `fold` from the official trainlist0N.txt / testlist0N.txt."""
+    list_file = os.path.join(split_dir, f"{'trainlist' if train else 'testlist'}{fold:02d}.txt")
+    return read_ucf_list(video_dir, list_file, data_format, warnings)
 
 
 def hmdb51_split(video_dir: str, split_dir: str, fold: int, train: bool, data_format: str, warnings: DataWarnings):

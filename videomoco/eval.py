@@ -41,7 +41,7 @@ from shared_utils.rng import capture_rng_state, restore_rng_state, seed_everythi
 from videomoco.dataset import ClipReader, EvalClips, hmdb51_split, make_entries, metadata_cache, ucf101_split
 from videomoco.model import pretrained_backbone, video_resnet
 from videomoco.opts import get_eval_args_parser
-from videomoco.train import adjust_learning_rate, launch_plan, local_world_size, run_dirs
+from videomoco.train import adjust_learning_rate, launch_plan, local_world_size, run_dirs, share_cpu_threads
 
 # --------------------------------------------------------------------------------------------------- model
 
@@ -281,6 +281,7 @@ def run_split(args, split: int, ckp_dir: str, seed: int, writer) -> dict:
 
 def main_worker(args) -> None:
     dist.init_distributed_mode(args, gpu_ids=[args.gpu] if args.gpu is not None else None)
+    share_cpu_threads(args)
     args.amp_enabled = bool(args.amp and args.device.type == "cuda")
     seed = (
         args.seed if args.seed is not None else int(dist.all_gather_object(int.from_bytes(os.urandom(4), "little"))[0])

@@ -249,6 +249,11 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
     )
     d.add_argument("--video_exts", default="mp4", help="comma-separated video extensions (original: mp4)")
     d.add_argument(
+        "--train_list",
+        default="",
+        help="pretrain only on the videos of this list ('Class/file.avi ...' lines, e.g. UCF101's trainlist01.txt)",
+    )
+    d.add_argument(
         "--data_format",
         default="video",
         choices=("video", "frames"),

@@ -31,7 +31,15 @@ from shared_utils.logger import MetricLogger, append_json_line, check_finite, lo
 from shared_utils.metrics import accuracy
 from shared_utils.rng import seed_everything
 from videomoco.augment import VideoMoCoAugment
-from videomoco.dataset import ClipReader, PretrainClips, find_items, make_entries, metadata_cache, require_entries
+from videomoco.dataset import (
+    ClipReader,
+    PretrainClips,
+    find_items,
+    make_entries,
+    metadata_cache,
+    read_ucf_list,
+    require_entries,
+)
 from videomoco.loss import generator_loss
 from videomoco.model import MaskGenerator, VideoMoCo
 from videomoco.opts import get_args_parser
@@ -104,6 +112,13 @@ def local_world_size() -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", 1))
 
 
+def share_cpu_threads(args) -> None:
+    """Several CPU processes on one node: split the cores between them (as torchrun's OMP_NUM_THREADS=1 does),
+    unless the user set OMP_NUM_THREADS."""
+    if args.device.type == "cpu" and local_world_size() > 1 and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world_size()))
+
+
 # --------------------------------------------------------------------------------------------------- data
 
 
@@ -111,7 +126,10 @@ def build_data(args, ckp_dir: str, per_process_batch: int, seed: int):
     warnings = DataWarnings()
     root = os.path.normpath(os.path.join(args.data, args.train_subdir))
     exts = tuple("." + e.strip().lstrip(".").lower() for e in args.video_exts.split(",") if e.strip())
-    paths, labels, _ = find_items(root, args.data_format, exts, args.frame_template)
+    if args.train_list:
+        paths, labels, _ = read_ucf_list(root, args.train_list, args.data_format, warnings)
+    else:
+        paths, labels, _ = find_items(root, args.data_format, exts, args.frame_template)
     cache = metadata_cache(root, ckp_dir) if args.data_format == "video" else None
     if not dist.is_main_process():
         dist.barrier()  # rank 0 probes the videos first and writes the cache
@@ -259,6 +277,7 @@ def train_one_epoch(G, D, D_ddp, aug, loader, opt_g, opt_d, epoch: int, args, ru
 
 def main_worker(args) -> None:
     dist.init_distributed_mode(args, gpu_ids=[args.gpu] if args.gpu is not None else None)
+    share_cpu_threads(args)
     per_process_batch = args.batch_size // local_world_size()
     args.global_batch = per_process_batch * args.world_size
     if per_process_batch < 1 or args.moco_k % args.global_batch:
