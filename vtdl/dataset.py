@@ -46,8 +46,10 @@ def read_list(path: str, root: str = "", frame_root: str = "") -> list[VideoEntr
                 else:
                     raise ValueError
             except ValueError:
-                fail(f"{path}:{line_no}: expected '<frames_dir> <num_frames> <label>' or '<video> <label>', "
-                     f"got {line.strip()!r}")
+                fail(
+                    f"{path}:{line_no}: expected '<frames_dir> <num_frames> <label>' or '<video> <label>', "
+                    f"got {line.strip()!r}"
+                )
             if frame_root:
                 item = os.path.join(frame_root, os.path.basename(item.rstrip("/")))
             elif root:
@@ -66,8 +68,10 @@ def detect_template(entries: list[VideoEntry], template: str | None) -> str | No
     if os.path.isfile(first):
         return None
     if not os.path.isdir(first):
-        fail(f"frame folder not found: '{first}' (list paths are used as written; --frame_root DIR looks up "
-             f"DIR/<basename> as the original did, --root DIR prefixes them)")
+        fail(
+            f"frame folder not found: '{first}' (list paths are used as written; --frame_root DIR looks up "
+            f"DIR/<basename> as the original did, --root DIR prefixes them)"
+        )
     for candidate in [template] if template else TEMPLATES:
         if os.path.isfile(os.path.join(first, frame_name(candidate, 1))):
             return candidate
@@ -198,8 +202,9 @@ class PretrainDataset(Dataset):
     negative] each [C, T, H, W] float, label, index). An unreadable video is counted and replaced by a random
     other one (as the original's Kinetics loader did)."""
 
-    def __init__(self, entries, reader: ClipReader, transform, clip_len: int = 16, stride: int = 4,
-                 range_len: int = 16):
+    def __init__(
+        self, entries, reader: ClipReader, transform, clip_len: int = 16, stride: int = 4, range_len: int = 16
+    ):
         self.entries, self.reader, self.transform = list(entries), reader, transform
         self.clip_len, self.stride, self.range_len = clip_len, stride, range_len
 
@@ -237,8 +242,17 @@ class FinetuneDataset(Dataset):
     clips: `num_clips` uniformly spaced clips stacked to [K, C, L, H, W] (the README's multi-clip test).
     Item: (clip, label, index); None for an unreadable video outside train (use collate_skip_none)."""
 
-    def __init__(self, entries, reader: ClipReader, transform, data_length: int, stride: int = 1,
-                 mode: str = "train", val_clip: str = "center", num_clips: int = 10):
+    def __init__(
+        self,
+        entries,
+        reader: ClipReader,
+        transform,
+        data_length: int,
+        stride: int = 1,
+        mode: str = "train",
+        val_clip: str = "center",
+        num_clips: int = 10,
+    ):
         if mode not in ("train", "val", "full", "clips"):
             raise ValueError(f"unknown mode {mode!r}")
         self.entries, self.reader, self.transform = list(entries), reader, transform

@@ -27,11 +27,23 @@ def gather_by_index(indices: list[int], scores: list[torch.Tensor], labels: list
 def classification_metrics(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
     """Top-1/3/5 (percent of videos), mean-class accuracy and the confusion matrix [true, predicted]."""
     if scores.numel() == 0:
-        return {"top1": 0.0, "top3": 0.0, "top5": 0.0, "mean_class": 0.0, "videos": 0,
-                "confusion": np.zeros((num_classes, num_classes), np.int64)}
+        return {
+            "top1": 0.0,
+            "top3": 0.0,
+            "top5": 0.0,
+            "mean_class": 0.0,
+            "videos": 0,
+            "confusion": np.zeros((num_classes, num_classes), np.int64),
+        }
     top1, top3, top5 = accuracy(scores, labels, (1, 3, 5))
     pred = scores.argmax(1)
     confusion = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(confusion, (labels.numpy(), pred.numpy()), 1)
-    return {"top1": top1, "top3": top3, "top5": top5, "videos": int(labels.numel()),
-            "mean_class": mean_class_accuracy(pred.tolist(), labels.tolist()), "confusion": confusion}
+    return {
+        "top1": top1,
+        "top3": top3,
+        "top5": top5,
+        "videos": int(labels.numel()),
+        "mean_class": mean_class_accuracy(pred.tolist(), labels.tolist()),
+        "confusion": confusion,
+    }

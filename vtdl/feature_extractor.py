@@ -79,16 +79,19 @@ def run(args) -> None:
     np.save(label_path, labels.numpy().astype(np.int64))
     with open(ids_path, "w") as handle:
         handle.writelines(entries[i].video_id + "\n" for i in order)
-    print(f"saved features {tuple(feats.shape)} to {feat_path} (+ {os.path.basename(label_path)}, "
-          f"{os.path.basename(ids_path)}); {len(entries) - len(order)} unreadable videos left out")
+    print(
+        f"saved features {tuple(feats.shape)} to {feat_path} (+ {os.path.basename(label_path)}, "
+        f"{os.path.basename(ids_path)}); {len(entries) - len(order)} unreadable videos left out"
+    )
 
 
 def main(args) -> None:
     check_common(args)
     require_file(args.val_list if args.feature_split == "val" else args.train_list, f"--{args.feature_split}_list")
     if not args.feature_path:
-        args.feature_path = os.path.join("..", "experiments", "visualization", "TSNE",
-                                         f"{args.dataset}_{args.feature_split}_features.npy")
+        args.feature_path = os.path.join(
+            "..", "experiments", "visualization", "TSNE", f"{args.dataset}_{args.feature_split}_features.npy"
+        )
     args.date = datetime.datetime.now().strftime("%m-%d-%H%M")
     runtime.resolve_devices(args, args.gpus)
     runtime.start(worker, args)

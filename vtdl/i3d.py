@@ -90,8 +90,9 @@ class I3D(nn.Module):
 
     feature_dim = 1024
 
-    def __init__(self, num_classes: int = 101, modality: str = "rgb", dropout_prob: float = 0.0,
-                 with_classifier: bool = False):
+    def __init__(
+        self, num_classes: int = 101, modality: str = "rgb", dropout_prob: float = 0.0, with_classifier: bool = False
+    ):
         super().__init__()
         self.num_classes, self.with_classifier = num_classes, with_classifier
         in_ch = 2 if modality == "flow" else 3
@@ -113,9 +114,24 @@ class I3D(nn.Module):
             attach_pretrain_heads(self, 1024, (2, 1, 1))
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        for name in ("conv3d_1a_7x7", "maxPool3d_2a_3x3", "conv3d_2b_1x1", "conv3d_2c_3x3", "maxPool3d_3a_3x3",
-                     "mixed_3b", "mixed_3c", "maxPool3d_4a_3x3", "mixed_4b", "mixed_4c", "mixed_4d", "mixed_4e",
-                     "mixed_4f", "maxPool3d_5a_2x2", "mixed_5b", "mixed_5c"):
+        for name in (
+            "conv3d_1a_7x7",
+            "maxPool3d_2a_3x3",
+            "conv3d_2b_1x1",
+            "conv3d_2c_3x3",
+            "maxPool3d_3a_3x3",
+            "mixed_3b",
+            "mixed_3c",
+            "maxPool3d_4a_3x3",
+            "mixed_4b",
+            "mixed_4c",
+            "mixed_4d",
+            "mixed_4e",
+            "mixed_4f",
+            "maxPool3d_5a_2x2",
+            "mixed_5b",
+            "mixed_5c",
+        ):
             x = getattr(self, name)(x)
         return x
 

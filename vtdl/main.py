@@ -98,16 +98,19 @@ def evaluate(model, loader, args) -> dict:
     _, stacked, target = gather_by_index(indices, scores, labels)
     result = classification_metrics(stacked.exp(), target, args.num_class)
     result["loss"] = F.nll_loss(stacked, target).item() if target.numel() else 0.0
-    print(f"Finetune Eval: Top1:{result['top1']:.3f} Top3:{result['top3']:.3f} Top5:{result['top5']:.3f} "
-          f"mean-class:{result['mean_class']:.3f} loss:{result['loss']:.4f} ({result['videos']} videos)")
+    print(
+        f"Finetune Eval: Top1:{result['top1']:.3f} Top3:{result['top3']:.3f} Top5:{result['top5']:.3f} "
+        f"mean-class:{result['mean_class']:.3f} loss:{result['loss']:.4f} ({result['videos']} videos)"
+    )
     return result
 
 
 def build_finetune_loader(args, list_path: str, mode: str, warnings: DataWarnings, shuffle: bool):
     entries = read_list(list_path, args.root, args.frame_root)
     reader = build_reader(entries, args.image_tmpl, args.spatial_size, warnings)
-    transform = TrainTransform(args.spatial_size, args.color_jitter) if mode == "train" else \
-        TestTransform(args.spatial_size)
+    transform = (
+        TrainTransform(args.spatial_size, args.color_jitter) if mode == "train" else TestTransform(args.spatial_size)
+    )
     dataset = FinetuneDataset(entries, reader, transform, args.data_length, args.stride, mode, args.val_clip)
     batch = runtime.per_rank_batch(args.batch_size, args.world_size)
     sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=args.seed, batch_size=batch)
@@ -124,9 +127,15 @@ def save(writer, model, optimizer, epoch: int, best_prec1: float, is_best: bool,
     if not dist.is_main_process():
         return
     bare = model.module if hasattr(model, "module") else model
-    state = {"epoch": epoch, "arch": args.arch, "best_prec1": best_prec1,
-             "state_dict": add_prefix(bare.state_dict(), "module.base_model."),
-             "optimizer": optimizer.state_dict(), "rng": capture_rng_state(), "args": plain_args(args)}
+    state = {
+        "epoch": epoch,
+        "arch": args.arch,
+        "best_prec1": best_prec1,
+        "state_dict": add_prefix(bare.state_dict(), "module.base_model."),
+        "optimizer": optimizer.state_dict(),
+        "rng": capture_rng_state(),
+        "args": plain_args(args),
+    }
     writer.save(state, is_best=is_best and args.model_selection == "best_on_test")
 
 
@@ -166,8 +175,7 @@ def finetune(args) -> None:
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     if args.optim == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum,
-                                    weight_decay=args.weight_decay)
+        optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     else:
         optimizer = torch.optim.Adam(model.parameters(), args.lr)
     writer = CheckpointWriter(run_dir, "fine_tune_rgb_model_latest.pth.tar", None, "fine_tune_rgb_model_best.pth.tar")
@@ -187,8 +195,13 @@ def finetune(args) -> None:
             group["lr"] = lr_at(epoch, args)
         train_sampler.set_epoch(epoch)
         train = train_one_epoch(model, train_loader, optimizer, epoch, args)
-        record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": train.get("loss"),
-                  "train_top1": train.get("top1"), "train_top3": train.get("top3")}
+        record = {
+            "epoch": epoch,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": train.get("loss"),
+            "train_top1": train.get("top1"),
+            "train_top3": train.get("top3"),
+        }
         is_best = False
         if (epoch + 1) % args.eval_freq == 0 or epoch == args.epochs - 1:
             last = evaluate(model, val_loader, args)
@@ -201,12 +214,16 @@ def finetune(args) -> None:
         append_json_line(os.path.join(run_dir, "log.txt"), record | {"time_s": round(time.time() - tic, 2)})
         save(writer, model, optimizer, epoch + 1, best_prec1, is_best, args)
         remaining = (time.time() - tic) * (args.epochs - epoch - 1)
-        print(f"best_prec1 is: {best_prec1:.3f} (chosen on the val list = the test split; not the reported "
-              f"number) left time is : {datetime.timedelta(seconds=int(remaining))}")
+        print(
+            f"best_prec1 is: {best_prec1:.3f} (chosen on the val list = the test split; not the reported "
+            f"number) left time is : {datetime.timedelta(seconds=int(remaining))}"
+        )
         dist.barrier()
     if last:
-        print(f"final val Top1 {last['top1']:.3f} Top5 {last['top5']:.3f} mean-class {last['mean_class']:.3f}"
-              + (f"  (best_on_test {best_prec1:.3f})" if args.model_selection == "best_on_test" else ""))
+        print(
+            f"final val Top1 {last['top1']:.3f} Top5 {last['top5']:.3f} mean-class {last['mean_class']:.3f}"
+            + (f"  (best_on_test {best_prec1:.3f})" if args.model_selection == "best_on_test" else "")
+        )
     if warnings.summary():
         print(warnings.summary())
     tb.close()
@@ -214,8 +231,10 @@ def finetune(args) -> None:
 
 def main(args) -> None:
     if args.method != "ft":
-        fail(f"--method {args.method}: only 'ft' is implemented; the older pretext tasks (pt, pt_and_ft, spec §7) "
-             "are not ported: pretrain VTDL with train_temporal_dis.py")
+        fail(
+            f"--method {args.method}: only 'ft' is implemented; the older pretext tasks (pt, pt_and_ft, spec §7) "
+            "are not ported: pretrain VTDL with train_temporal_dis.py"
+        )
     check_common(args)
     require_file(args.train_list, "--train_list")
     require_file(args.val_list, "--val_list")

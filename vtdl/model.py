@@ -28,8 +28,14 @@ def parse_layers(spec) -> tuple[int, ...]:
     return layers
 
 
-def build_backbone(arch: str, num_classes: int = 101, with_classifier: bool = False, dropout: float = 0.5,
-                   r2p1d_layers=(2, 2, 2, 2), c3d_pretrain_heads: bool = True) -> nn.Module:
+def build_backbone(
+    arch: str,
+    num_classes: int = 101,
+    with_classifier: bool = False,
+    dropout: float = 0.5,
+    r2p1d_layers=(2, 2, 2, 2),
+    c3d_pretrain_heads: bool = True,
+) -> nn.Module:
     """The original's model_config: with_classifier=False gives the pretraining heads (id/cls/feature)."""
     if arch == "i3d":
         return I3D(num_classes=num_classes, dropout_prob=dropout, with_classifier=with_classifier)
@@ -142,8 +148,10 @@ def load_weight(model: nn.Module, path: str, arch: str, require_classifier: bool
         fail(f"'{path}' matches no weight of the {arch} model (wrong --arch or not a VTDL checkpoint)")
     if bad:
         what = "weights" if require_classifier else "trunk weights"
-        fail(f"'{path}' does not provide {len(bad)} {arch} {what} (e.g. {bad[0]}; wrong --arch, or not fine-tuned "
-             f"for --dataset?)")
+        fail(
+            f"'{path}' does not provide {len(bad)} {arch} {what} (e.g. {bad[0]}; wrong --arch, or not fine-tuned "
+            f"for --dataset?)"
+        )
     if depth_mismatch and any(".blocks." in k for k in report.missing) and verbose:
         print("note: the checkpoint is a 1,1,1,1 R(2+1)D; the extra blocks keep their initialisation")
     model.load_state_dict({k: state[k] for k in report.loaded}, strict=False)

@@ -12,47 +12,91 @@ from __future__ import annotations
 
 from shared_utils.cli import ArgumentParser
 
-PT_LOSSES = ["triplet", "flip", "flip_cls", "temporal_consistency", "net_mixup", "mutual_loss",
-             "instance_discriminative", "DPC", "TSC", "TemporalDis"]
+PT_LOSSES = [
+    "triplet",
+    "flip",
+    "flip_cls",
+    "temporal_consistency",
+    "net_mixup",
+    "mutual_loss",
+    "instance_discriminative",
+    "DPC",
+    "TSC",
+    "TemporalDis",
+]
 ARCHS = ["i3d", "r3d", "r2p1d", "c3d"]
 
 
 def _common_new_flags(parser, pretrain: bool) -> None:
     """Flags the original did not have (paths, launch, determinism, fixes switchable back to the original)."""
     g = parser.add_argument_group("re-implementation")
-    g.add_argument("--output_dir", default="", help="run folder (auto-resumes from its latest checkpoint); "
-                   "default: a date-stamped folder in the original layout")
-    g.add_argument("--frame_root", default="", help="look frames up as <frame_root>/<basename of the list path>, "
-                   "the original's layout (its roots were hard-coded); default: list paths as written")
-    g.add_argument("--image_tmpl", default=None, help="1-based frame file template, e.g. 'image_{:05d}.jpg' "
-                   "(process_data), 'img_{:05d}.jpg' (original HMDB51), 'frame{:06d}.jpg' (original UCF101); "
-                   "default: detected from the first video")
+    g.add_argument(
+        "--output_dir",
+        default="",
+        help="run folder (auto-resumes from its latest checkpoint); "
+        "default: a date-stamped folder in the original layout",
+    )
+    g.add_argument(
+        "--frame_root",
+        default="",
+        help="look frames up as <frame_root>/<basename of the list path>, "
+        "the original's layout (its roots were hard-coded); default: list paths as written",
+    )
+    g.add_argument(
+        "--image_tmpl",
+        default=None,
+        help="1-based frame file template, e.g. 'image_{:05d}.jpg' "
+        "(process_data), 'img_{:05d}.jpg' (original HMDB51), 'frame{:06d}.jpg' (original UCF101); "
+        "default: detected from the first video",
+    )
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when available")
     g.add_argument("--dist_url", "--dist-url", default=None, help="tcp://host:port for --gpus launches")
-    g.add_argument("--seed", type=int, default=0 if pretrain else 1, help="base seed (the fine-tune original "
-                   "called torch.manual_seed(1))")
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0 if pretrain else 1,
+        help="base seed (the fine-tune original called torch.manual_seed(1))",
+    )
     g.add_argument("--amp_dtype", default="bf16", choices=["bf16", "fp16"], help="autocast dtype on CUDA for --amp")
     g.add_argument("--channels_last", action="store_true", help="channels_last_3d memory format (CUDA speed)")
     g.add_argument("--no_tensorboard", action="store_true", help="do not write TensorBoard scalars")
     g.add_argument("--iters_per_epoch", type=int, default=0, help="cap iterations per epoch (0: whole list; smoke)")
-    g.add_argument("--save_every_iters", type=int, default=0, help="also write the latest checkpoint every N "
-                   "iterations (mid-epoch resume)")
+    g.add_argument(
+        "--save_every_iters",
+        type=int,
+        default=0,
+        help="also write the latest checkpoint every N iterations (mid-epoch resume)",
+    )
     g.add_argument("--stop_at_iter", type=int, default=0, help="exit after this many global iterations (tests)")
-    g.add_argument("--color_jitter", default="composed", choices=["composed", "original"], help="composed: all "
-                   "four adjustments in random order (fix); original: exactly one of the four (spec §2.4)")
-    g.add_argument("--r2p1d_layers", default="2,2,2,2", help="R(2+1)D blocks per stage; the original pretrained "
-                   "1,1,1,1 and fine-tuned 2,2,2,2 (spec §13.15)")
+    g.add_argument(
+        "--color_jitter",
+        default="composed",
+        choices=["composed", "original"],
+        help="composed: all four adjustments in random order (fix); original: exactly one of the four (spec §2.4)",
+    )
+    g.add_argument(
+        "--r2p1d_layers",
+        default="2,2,2,2",
+        help="R(2+1)D blocks per stage; the original pretrained 1,1,1,1 and fine-tuned 2,2,2,2 (spec §13.15)",
+    )
 
 
 def get_pretrain_args_parser(add_help: bool = True) -> ArgumentParser:
-    p = ArgumentParser("VTDL temporal discriminative pretraining (train_temporal_dis.py)", add_help=add_help)
+    p = ArgumentParser(
+        description="VTDL temporal discriminative pretraining (train_temporal_dis.py)", add_help=add_help
+    )
     p.add_argument("--print_freq", type=int, default=10, help="print frequency (iterations)")
     p.add_argument("--tb_freq", type=int, default=500, help="unused by the original")
     p.add_argument("--save_freq", type=int, default=3, help="write ckpt_epoch_{epoch}.pth every N epochs")
-    p.add_argument("--batch_size", type=int, default=128, help="global batch (clips; each has anchor/positive/"
-                   "temporal negative); smaller last batches are skipped")
-    p.add_argument("--num_workers", type=int, default=18, help="loader workers per process (the original "
-                   "ignored it and used 4)")
+    p.add_argument(
+        "--batch_size",
+        type=int,
+        default=128,
+        help="global batch (clips; each has anchor/positive/temporal negative); smaller last batches are skipped",
+    )
+    p.add_argument(
+        "--num_workers", type=int, default=18, help="loader workers per process (the original ignored it and used 4)"
+    )
     p.add_argument("--epochs", type=int, default=240, help="epochs 1..epochs")
     p.add_argument("--learning_rate", type=float, default=0.003)
     p.add_argument("--lr_decay_epochs", type=str, default="120,160,200", help="comma list of epochs")
@@ -64,16 +108,23 @@ def get_pretrain_args_parser(add_help: bool = True) -> ArgumentParser:
     p.add_argument("--crop", type=float, default=0.2, help="unused by the original")
     p.add_argument("--dataset", type=str, default="hmdb51", choices=["hmdb51", "ucf101", "kinetics"])
     p.add_argument("--resume", default="", type=str, help="pretraining checkpoint to resume from")
-    p.add_argument("--aug", type=str, default="CJ", choices=["NULL", "CJ"], help="CJ: the basic spatial "
-                   "augmentation (rotation, crop, colour jitter); NULL: none (resize + centre crop; the "
-                   "original only put this in the run-folder name)")
+    p.add_argument(
+        "--aug",
+        type=str,
+        default="CJ",
+        choices=["NULL", "CJ"],
+        help="CJ: the basic spatial "
+        "augmentation (rotation, crop, colour jitter); NULL: none (resize + centre crop; the "
+        "original only put this in the run-folder name)",
+    )
     p.add_argument("--warm", action="store_true", help="only renames the run folder (no warm-up, as original)")
     p.add_argument("--amp", action="store_true", help="mixed precision: torch.autocast on CUDA (was apex)")
     p.add_argument("--opt_level", type=str, default="O2", choices=["O1", "O2"], help="kept for old commands")
     p.add_argument("--model", type=str, default="resnet50", help="unused by the original")
     p.add_argument("--arch", type=str, default="i3d", choices=ARCHS)
-    p.add_argument("--softmax", action="store_true", help="softmax cross-entropy (all scripts); without it the "
-                   "NCE criterion")
+    p.add_argument(
+        "--softmax", action="store_true", help="softmax cross-entropy (all scripts); without it the NCE criterion"
+    )
     p.add_argument("--nce_k", type=int, default=16384, help="queue length K")
     p.add_argument("--nce_t", type=float, default=0.07, help="temperature T")
     p.add_argument("--nce_m", type=float, default=0.5, help="unused by the original")
@@ -81,27 +132,39 @@ def get_pretrain_args_parser(add_help: bool = True) -> ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.999, help="EMA coefficient of the key encoder")
     p.add_argument("--gpu", default=None, type=int, help="single-process CUDA device id")
     p.add_argument("--train_list", type=str, default="../datasets/lists/ucf101/ucf101_rgb_train_split_1.txt")
-    p.add_argument("--val_list", type=str, default="../datasets/lists/ucf101/ucf101_rgb_val_split_1.txt",
-                   help="unused for pretraining (checked only when given explicitly)")
+    p.add_argument(
+        "--val_list",
+        type=str,
+        default="../datasets/lists/ucf101/ucf101_rgb_val_split_1.txt",
+        help="unused for pretraining (checked only when given explicitly)",
+    )
     g = p.add_argument_group("VTDL method switches (README ablation rows) and fixes")
     g.add_argument("--no_tca", action="store_true", help="skip TCA (intra-video mixup) on the query")
     g.add_argument("--no_temporal_negative", action="store_true", help="drop the same-video temporal negative")
     g.add_argument("--tca_lambda", type=float, default=0.1, help="TCA mixing weight lambda ~ U(0, this)")
-    g.add_argument("--start_range_len", type=int, default=16, help="clip starts are drawn from "
-                   "1..N-start_range_len*stride+1; the original used 32 (fix: 16 = the clip length)")
+    g.add_argument(
+        "--start_range_len",
+        type=int,
+        default=16,
+        help="clip starts are drawn from "
+        "1..N-start_range_len*stride+1; the original used 32 (fix: 16 = the clip length)",
+    )
     g.add_argument("--data_length", type=int, default=16, help="frames per clip (hard-wired 16 in the original)")
     g.add_argument("--stride", type=int, default=4, help="frame step inside a clip (hard-wired 4)")
     g.add_argument("--spatial_size", type=int, default=224, help="crop size (hard-wired 224); resize = size*8/7")
     g.add_argument("--root", default="", help="prefix joined to list paths (Kinetics: the video root)")
     g.add_argument("--experiments_root", default="../experiments", help="parent of the original run layout")
-    g.add_argument("--gpus", default=None, help="device ids, one DDP process each (e.g. '0,1'); on CPU the "
-                   "number of ids is the number of gloo processes")
+    g.add_argument(
+        "--gpus",
+        default=None,
+        help="device ids, one DDP process each (e.g. '0,1'); on CPU the number of ids is the number of gloo processes",
+    )
     _common_new_flags(p, pretrain=True)
     return p
 
 
 def get_args_parser(add_help: bool = True) -> ArgumentParser:
-    p = ArgumentParser("VTDL fine-tuning / test / feature extraction (option.py)", add_help=add_help)
+    p = ArgumentParser(description="VTDL fine-tuning / test / feature extraction (option.py)", add_help=add_help)
     p.add_argument("--mode", type=str, default=None, help="rgb (flow was broken in the original)")
     p.add_argument("--method", type=str, default=None, choices=["pt", "ft", "pt_and_ft"])
     p.add_argument("--eval_indict", type=str, default="acc", choices=["acc", "loss", "feature_extract"])
@@ -109,8 +172,9 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
     p.add_argument("--nce", type=int, default=0, help="older pretext tasks only")
     p.add_argument("--save_model", type=str, default="checkpoints/", help="unused by the original")
     p.add_argument("--data", type=str, default=None, help="unused by the original")
-    p.add_argument("--dataset", type=str, default="ucf101",
-                   choices=["ucf101", "hmdb51", "kinetics", "something_something_v1"])
+    p.add_argument(
+        "--dataset", type=str, default="ucf101", choices=["ucf101", "hmdb51", "kinetics", "something_something_v1"]
+    )
     p.add_argument("--root", type=str, default="", help="prefix joined to list paths")
     p.add_argument("--arch", type=str, default="i3d", choices=ARCHS)
     p.add_argument("--logits_channel", type=int, default=1024, help="set from the arch (i3d 1024, others 512)")
@@ -133,14 +197,20 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight_decay", "--wd", type=float, default=1e-8)
     p.add_argument("--lr", "--learning-rate", type=float, default=0.001)
-    p.add_argument("--lr_steps", type=float, nargs="+", default=[10, 20, 25, 30, 35, 40],
-                   help="epochs at which the LR is multiplied by 0.3")
+    p.add_argument(
+        "--lr_steps",
+        type=float,
+        nargs="+",
+        default=[10, 20, 25, 30, 35, 40],
+        help="epochs at which the LR is multiplied by 0.3",
+    )
     p.add_argument("--optim", type=str, default="sgd", choices=["sgd", "adam"])
     p.add_argument("--print-freq", "-p", "--print_freq", dest="print_freq", type=int, default=100)
     p.add_argument("--eval-freq", "-ef", "--eval_freq", dest="eval_freq", type=int, default=1)
     p.add_argument("--epochs", type=int, default=45)
-    p.add_argument("-b", "--batch_size", "--batch-size", dest="batch_size", type=int, default=5,
-                   help="global batch size")
+    p.add_argument(
+        "-b", "--batch_size", "--batch-size", dest="batch_size", type=int, default=5, help="global batch size"
+    )
     p.add_argument("--gpus", type=str, default="0", help="device ids, one DDP process each (e.g. '0,1')")
     p.add_argument("--workers", type=int, default=4, help="loader workers per process")
     p.add_argument("--resume", type=str, default="", help="fine-tune checkpoint to resume from")
@@ -149,14 +219,28 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
     p.add_argument("--test_clips", type=int, default=10, help="test.py: clips per video (the original ignored it)")
     p.add_argument("--clip_size", type=int, default=16, help="test.py: frames per test window")
     g = p.add_argument_group("fixes switchable back to the original")
-    g.add_argument("--model_selection", default="last", choices=["last", "best_on_test"], help="last: report "
-                   "the final epoch (fix); best_on_test: the original's best epoch chosen on the val (=test) list")
-    g.add_argument("--val_clip", default="center", choices=["center", "random"], help="validation clip start "
-                   "(the original's was random)")
+    g.add_argument(
+        "--model_selection",
+        default="last",
+        choices=["last", "best_on_test"],
+        help="last: report "
+        "the final epoch (fix); best_on_test: the original's best epoch chosen on the val (=test) list",
+    )
+    g.add_argument(
+        "--val_clip",
+        default="center",
+        choices=["center", "random"],
+        help="validation clip start (the original's was random)",
+    )
     g.add_argument("--raw_logits_nll", action="store_true", help="original bug: NLL on raw R(2+1)D/C3D logits")
-    g.add_argument("--eval_protocol", default="clips", choices=["clips", "original"], help="test.py: clips = "
-                   "--test_clips uniform clips, mean softmax (what the README promised); original = full video, "
-                   "windows at 0 and 10 only, each divided by the window count (spec §9)")
+    g.add_argument(
+        "--eval_protocol",
+        default="clips",
+        choices=["clips", "original"],
+        help="test.py: clips = "
+        "--test_clips uniform clips, mean softmax (what the README promised); original = full video, "
+        "windows at 0 and 10 only, each divided by the window count (spec §9)",
+    )
     g.add_argument("--feature_split", default="val", choices=["val", "train"], help="feature_extractor.py list")
     g.add_argument("--feature_path", default="", help="feature_extractor.py output .npy (labels/ids beside it)")
     g.add_argument("--amp", action="store_true", help="mixed precision: torch.autocast on CUDA")

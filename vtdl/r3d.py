@@ -65,8 +65,9 @@ class R3D(nn.Module):
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.in_ch != planes:
-            downsample = nn.Sequential(nn.Conv3d(self.in_ch, planes, 1, stride=stride, bias=False),
-                                       nn.BatchNorm3d(planes))
+            downsample = nn.Sequential(
+                nn.Conv3d(self.in_ch, planes, 1, stride=stride, bias=False), nn.BatchNorm3d(planes)
+            )
         layers = [BasicBlock(self.in_ch, planes, stride, downsample)]
         self.in_ch = planes
         layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]

@@ -58,8 +58,11 @@ def evaluate(model, loader, args) -> tuple[np.ndarray, torch.Tensor, torch.Tenso
             continue
         clips, target, index = batch
         for video, y, i in zip(clips, target.tolist(), index.tolist(), strict=True):
-            score = original_windows(video, model, args) if args.eval_protocol == "original" else \
-                multi_clip(video, model, args)
+            score = (
+                original_windows(video, model, args)
+                if args.eval_protocol == "original"
+                else multi_clip(video, model, args)
+            )
             indices.append(i)
             scores.append(score.cpu())
             labels.append(y)
@@ -74,8 +77,12 @@ def save_results(out_dir: str, dataset, order, scores, labels, result: dict) -> 
     np.save(os.path.join(out_dir, "confusion.npy"), result["confusion"])
     paths = [dataset.entries[i].path for i in order]
     by_path = np.argsort(paths, kind="stable")
-    np.savez(os.path.join(out_dir, "rgbres.npz"), scores=scores.numpy()[by_path], labels=labels.numpy()[by_path],
-             paths=np.array(paths)[by_path])
+    np.savez(
+        os.path.join(out_dir, "rgbres.npz"),
+        scores=scores.numpy()[by_path],
+        labels=labels.numpy()[by_path],
+        paths=np.array(paths)[by_path],
+    )
     with open(os.path.join(out_dir, "test_results.json"), "w") as handle:
         json.dump({k: v for k, v in result.items() if k != "confusion"}, handle, indent=2)
 
@@ -97,16 +104,29 @@ def run_test(args) -> None:
     reader = build_reader(entries, args.image_tmpl, args.spatial_size, warnings)
     original = args.eval_protocol == "original"
     length = args.data_length if original else args.clip_size
-    dataset = FinetuneDataset(entries, reader, TestTransform(args.spatial_size), length, args.stride,
-                              "full" if original else "clips", num_clips=args.test_clips)
+    dataset = FinetuneDataset(
+        entries,
+        reader,
+        TestTransform(args.spatial_size),
+        length,
+        args.stride,
+        "full" if original else "clips",
+        num_clips=args.test_clips,
+    )
     sampler = EpochSampler(len(dataset), shuffle=False, seed=args.seed)
     loader = build_loader(dataset, 1, sampler, runtime.worker_count(args.workers), collate_fn=collate_skip_none)
     order, scores, labels = evaluate(model, loader, args)
     result = classification_metrics(scores, labels, args.num_class)
-    result |= {"protocol": args.eval_protocol, "clips": 2 if original else args.test_clips,
-               "clip_size": args.clip_size, "unreadable": len(dataset) - result["videos"]}
-    print(f"video-level ({args.eval_protocol}): Top1 {result['top1']:.3f}  Top5 {result['top5']:.3f}  "
-          f"mean-class Accuracy {result['mean_class']:.2f}%  ({result['videos']} videos)")
+    result |= {
+        "protocol": args.eval_protocol,
+        "clips": 2 if original else args.test_clips,
+        "clip_size": args.clip_size,
+        "unreadable": len(dataset) - result["videos"],
+    }
+    print(
+        f"video-level ({args.eval_protocol}): Top1 {result['top1']:.3f}  Top5 {result['top5']:.3f}  "
+        f"mean-class Accuracy {result['mean_class']:.2f}%  ({result['videos']} videos)"
+    )
     if warnings.summary():
         print(warnings.summary())
     if dist.is_main_process():

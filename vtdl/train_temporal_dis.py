@@ -79,16 +79,21 @@ def train_one_epoch(state, loader, epoch: int, start_iter: int, args) -> str:
             break
         anchor, positive, negative = (runtime.to_device(x, args) for x in inputs)
         tca_rng = np.random.RandomState(derive_seed("tca", args.seed, epoch, it, args.rank) % 2**32)
-        loss, logits = compute_loss(query, model_ema, contrast, state["criterion"], anchor, positive, negative,
-                                    tca_rng, args)
+        loss, logits = compute_loss(
+            query, model_ema, contrast, state["criterion"], anchor, positive, negative, tca_rng, args
+        )
         check_finite(loss, state["global_step"])
         state["optimizer"].zero_grad(set_to_none=True)
         loss.backward()
         state["optimizer"].step()
         moment_update(query, model_ema, args.alpha)
         state["global_step"] += 1
-        logger.update(n=anchor.shape[0], loss=loss.item(), prob=dist.all_reduce_mean(ins_prob(logits)),
-                      p_pos=dist.all_reduce_mean(positive_probability(logits)))
+        logger.update(
+            n=anchor.shape[0],
+            loss=loss.item(),
+            prob=dist.all_reduce_mean(ins_prob(logits)),
+            p_pos=dist.all_reduce_mean(positive_probability(logits)),
+        )
         logger.update(lr=state["optimizer"].param_groups[0]["lr"])
         state["meters"] = logger
         if args.save_every_iters and state["global_step"] % args.save_every_iters == 0:
@@ -110,12 +115,17 @@ def save(state, args, epochs_done: int, iteration: int = 0, epoch_file: bool = F
         return
     encoder = state["query"].module.encoder if hasattr(state["query"], "module") else state["query"].encoder
     ckpt = {
-        "opt": plain_args(args), "args": plain_args(args),
+        "opt": plain_args(args),
+        "args": plain_args(args),
         "model": add_prefix(encoder.state_dict(), "module."),
         "model_ema": add_prefix(state["model_ema"].state_dict(), "module."),
-        "contrast": state["contrast"].state_dict(), "contrast_index": state["contrast"].index,
-        "optimizer": state["optimizer"].state_dict(), "epoch": epochs_done, "iteration": iteration,
-        "global_step": state["global_step"], "rng": capture_rng_state(),
+        "contrast": state["contrast"].state_dict(),
+        "contrast_index": state["contrast"].index,
+        "optimizer": state["optimizer"].state_dict(),
+        "epoch": epochs_done,
+        "iteration": iteration,
+        "global_step": state["global_step"],
+        "rng": capture_rng_state(),
     }
     state["writer"].save(ckpt, epoch=epochs_done if epoch_file else None)
 
@@ -167,26 +177,45 @@ def build_state(args, n_data: int) -> dict:
     model_ema.to(args.device, memory_format=memory_format)
     contrast = MemoryMoCo(EMBED_DIM, n_data, args.nce_k, args.nce_t, args.softmax).to(args.device)
     criterion = NCESoftmaxLoss() if args.softmax else NCECriterion(n_data)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.learning_rate, momentum=args.momentum,
-                                weight_decay=args.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
+    )
     query = QueryEncoder(model)
     if args.distributed:
         query = nn.parallel.DistributedDataParallel(query, device_ids=[args.gpu] if args.use_cuda else None)
-    return {"query": query, "model_ema": model_ema, "contrast": contrast, "criterion": criterion,
-            "optimizer": optimizer, "global_step": 0}
+    return {
+        "query": query,
+        "model_ema": model_ema,
+        "contrast": contrast,
+        "criterion": criterion,
+        "optimizer": optimizer,
+        "global_step": 0,
+    }
 
 
 def build_loader_for(args, warnings: DataWarnings):
     entries = read_list(args.train_list, args.root, args.frame_root)
     reader = build_reader(entries, args.image_tmpl, args.spatial_size, warnings)
-    dataset = PretrainDataset(entries, reader, TrainTransform(args.spatial_size, args.color_jitter, args.aug),
-                              args.data_length, args.stride, args.start_range_len)
+    dataset = PretrainDataset(
+        entries,
+        reader,
+        TrainTransform(args.spatial_size, args.color_jitter, args.aug),
+        args.data_length,
+        args.stride,
+        args.start_range_len,
+    )
     batch = runtime.per_rank_batch(args.batch_size, args.world_size)
     if len(dataset) < args.batch_size:
         fail(f"{args.train_list} lists {len(dataset)} videos, fewer than one batch (--batch_size {args.batch_size})")
     sampler = EpochSampler(len(dataset), shuffle=True, seed=args.seed, batch_size=batch, drop_last=True)
-    loader = build_loader(dataset, batch, sampler, runtime.worker_count(args.num_workers), drop_last=True,
-                          persistent_workers=runtime.worker_count(args.num_workers) > 0)
+    loader = build_loader(
+        dataset,
+        batch,
+        sampler,
+        runtime.worker_count(args.num_workers),
+        drop_last=True,
+        persistent_workers=runtime.worker_count(args.num_workers) > 0,
+    )
     return dataset, sampler, loader
 
 
@@ -209,9 +238,11 @@ def pretrain(args) -> None:
     state = build_state(args, len(dataset))
     state["writer"] = CheckpointWriter(ckpt_dir, "current.pth", "ckpt_epoch_{epoch}.pth", None)
     tb = make_tb_writer(tb_dir, enabled=not args.no_tensorboard)
-    print(f"{len(dataset)} videos, {len(loader)} iterations/epoch, K={args.nce_k}, T={args.nce_t}, "
-          f"TCA {'off' if args.no_tca else f'lambda<{args.tca_lambda}'}, temporal negative "
-          f"{'off' if args.no_temporal_negative else 'on'}, {args.world_size} process(es) on {args.device}")
+    print(
+        f"{len(dataset)} videos, {len(loader)} iterations/epoch, K={args.nce_k}, T={args.nce_t}, "
+        f"TCA {'off' if args.no_tca else f'lambda<{args.tca_lambda}'}, temporal negative "
+        f"{'off' if args.no_temporal_negative else 'on'}, {args.world_size} process(es) on {args.device}"
+    )
 
     # ---------------------------------------------------------------- resume
     start_epoch, start_iter = 1, 0
@@ -241,9 +272,18 @@ def pretrain(args) -> None:
         tb.add_scalar("ins_loss", stats.get("loss", 0.0), epoch)
         tb.add_scalar("ins_prob", stats.get("prob", 0.0), epoch)
         tb.add_scalar("learning_rate", lr, epoch)
-        append_json_line(os.path.join(ckpt_dir, "log.txt"), {"epoch": epoch, "ins_loss": stats.get("loss"),
-                         "ins_prob": stats.get("prob"), "p_pos": stats.get("p_pos"), "lr": lr,
-                         "global_step": state["global_step"], "time_s": round(time.time() - tic, 2)})
+        append_json_line(
+            os.path.join(ckpt_dir, "log.txt"),
+            {
+                "epoch": epoch,
+                "ins_loss": stats.get("loss"),
+                "ins_prob": stats.get("prob"),
+                "p_pos": stats.get("p_pos"),
+                "lr": lr,
+                "global_step": state["global_step"],
+                "time_s": round(time.time() - tic, 2),
+            },
+        )
         print("==> Saving...")
         save(state, args, epoch, 0, epoch_file=epoch % args.save_freq == 0)
         dist.barrier()

@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# The original path scripts/TemporalDis/hmdb51.sh (README spelling: TemporalDisc).
+exec bash "$(dirname "${BASH_SOURCE[0]}")/../hmdb51.sh" "$@"

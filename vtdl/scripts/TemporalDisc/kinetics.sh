@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# The original path scripts/TemporalDisc/kinetics.sh (README spelling: TemporalDisc).
+exec bash "$(dirname "${BASH_SOURCE[0]}")/../kinetics.sh" "$@"
