@@ -250,21 +250,8 @@ def extract(
     videos = find_videos(video_root, exts)
     if not videos:
         fail(f"no videos ({', '.join(exts)}) under {video_root}")
-    algorithm = flow_algorithm() if flow else None
-    cfg = dict(
-        video_root=video_root,
-        frame_root=frame_root,
-        flow_root=flow_root,
-        flow=flow,
-        short_side=short_side,
-        quality=quality,
-        template=template,
-        flow_template=flow_template,
-        flow_algorithm=algorithm,
-        workers=workers,
-        keep_partial=keep_partial,
-        frame_tolerance=frame_tolerance,
-    )
+    cfg = {k: v for k, v in locals().items() if k not in ("exts", "verbose", "videos", "name")}
+    cfg["flow_algorithm"] = flow_algorithm() if flow else None
     parents = {os.path.join(frame_root, os.path.dirname(v)) for v in videos}
     if flow:
         parents |= {os.path.join(flow_root, os.path.dirname(v)) for v in videos}
@@ -275,7 +262,7 @@ def extract(
         print(
             f"extract_frames: {len(videos)} videos under {video_root} -> {frame_root} (short side "
             f"{short_side or 'native'}, JPEG q{quality}"
-            + (f", flow: {algorithm} -> {flow_root}" if flow else "")
+            + (f", flow: {cfg['flow_algorithm']} -> {flow_root}" if flow else "")
             + f", {workers} worker(s))"
             + (f"; removed {len(removed)} partial folder(s) of an interrupted run" if removed else "")
         )

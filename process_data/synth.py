@@ -171,19 +171,8 @@ def generate(
     codec = codec or CODECS[ext][0]
     if codec not in CODECS[ext] or codec not in av.codecs_available:
         fail(f"codec '{codec}' is not usable for .{ext} here (choose from: {', '.join(CODECS[ext])})")
-    cfg = dict(
-        classes=classes,
-        train_per_class=train_per_class,
-        test_per_class=test_per_class,
-        frames=frames,
-        width=width,
-        height=height,
-        fps=fps,
-        seed=seed,
-        ext=ext,
-        codec=codec,
-        noise=noise,
-    )
+    config_keys = ("classes", "train_per_class", "test_per_class", "frames", "width", "height", "fps", "seed")
+    cfg = {k: v for k, v in locals().items() if k in config_keys} | dict(ext=ext, codec=codec, noise=noise)
     _check_config(out, cfg, overwrite)
     start = time.perf_counter()
     videos = plan_videos(classes, train_per_class, test_per_class, ext)

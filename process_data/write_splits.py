@@ -194,6 +194,30 @@ def _names(dataset: str, split: int | None, subset: str) -> tuple[str, str]:
     )
 
 
+def _write_split(dataset, split, entries, classes, out_dir, resolver, formats, template):
+    """Write one split's CSV/list/JSON files. Returns (counts per subset, problem lines, videos found)."""
+    counts, problems, found = {}, [], 0
+    for subset in sorted({e.subset for e in entries}, key=lambda s: (s != "train", s)):
+        chosen = [e for e in entries if e.subset == subset]
+        counts[subset] = dict(listed=len(chosen))
+        if resolver is None:
+            continue
+        rows, missing, empty = resolve(chosen, resolver, template, kinetics=split is None)
+        csv_name, list_name = _names(dataset, split, subset)
+        if "memdpc" in formats:
+            write_memdpc_csv(os.path.join(out_dir, csv_name), rows, trailing_slash=split is not None)
+        if "vtdl" in formats:
+            write_vtdl_list(os.path.join(out_dir, list_name), rows)
+        counts[subset].update(found=len(rows), missing=len(missing), empty=len(empty))
+        problems += [f"{subset}\t{e.rel}\tno frame folder" for e in missing]
+        problems += [f"{subset}\t{e.rel}\tframe folder has no {template} files" for e in empty]
+        found += len(rows)
+    if "cpd" in formats and split is not None:
+        name = f"ucf101_0{split}.json" if dataset == "ucf101" else f"hmdb51_{split}.json"
+        write_cpd_json(os.path.join(out_dir, name), classes, entries)
+    return counts, problems, found
+
+
 def write_splits(
     dataset: str,
     split_dir: str,
@@ -224,41 +248,25 @@ def write_splits(
     total_found = 0
     for split, entries in groups.items():
         tag = "all" if split is None else str(split)
-        counts, problems = {}, []
-        for subset in sorted({e.subset for e in entries}, key=lambda s: (s != "train", s)):
-            chosen = [e for e in entries if e.subset == subset]
-            counts[subset] = dict(listed=len(chosen))
-            if not frames_needed:
-                continue
-            rows, missing, empty = resolve(chosen, resolver, template, kinetics=split is None)
-            csv_name, list_name = _names(dataset, split, subset)
-            if "memdpc" in formats:
-                write_memdpc_csv(os.path.join(out_dir, csv_name), rows, trailing_slash=split is not None)
-            if "vtdl" in formats:
-                write_vtdl_list(os.path.join(out_dir, list_name), rows)
-            counts[subset].update(found=len(rows), missing=len(missing), empty=len(empty))
-            problems += [f"{subset}\t{e.rel}\tno frame folder" for e in missing]
-            problems += [f"{subset}\t{e.rel}\tframe folder has no {template} files" for e in empty]
-            total_found += len(rows)
-        if "cpd" in formats and split is not None:
-            name = f"ucf101_0{split}.json" if dataset == "ucf101" else f"hmdb51_{split}.json"
-            write_cpd_json(os.path.join(out_dir, name), classes, entries)
-            if video_root:
-                absent = [e.video for e in entries if not os.path.isfile(os.path.join(video_root, e.video))]
-                counts["videos_missing"] = len(absent)
-                problems += [f"video\t{v}\tvideo file not found under {video_root}" for v in absent]
+        counts, problems, found = _write_split(dataset, split, entries, classes, out_dir, resolver, formats, template)
+        if "cpd" in formats and split is not None and video_root:
+            absent = [e.video for e in entries if not os.path.isfile(os.path.join(video_root, e.video))]
+            counts["videos_missing"] = len(absent)
+            problems += [f"video\t{v}\tvideo file not found under {video_root}" for v in absent]
         missing_file = os.path.join(out_dir, "missing.txt" if split is None else f"missing_split0{split}.txt")
         if problems:
             _write(missing_file, problems)
         elif os.path.exists(missing_file):
             os.remove(missing_file)
         report["splits"][tag] = counts
+        total_found += found
+        parts = [
+            f"{k} " + (", ".join(f"{n} {v}" for n, v in c.items()) if isinstance(c, dict) else str(c))
+            for k, c in counts.items()
+        ]
         say(
             f"write_splits: {dataset} split {tag}: "
-            + " | ".join(
-                f"{subset} " + ", ".join(f"{k} {v}" for k, v in c.items()) if isinstance(c, dict) else f"{subset} {c}"
-                for subset, c in counts.items()
-            )
+            + " | ".join(parts)
             + (f"  (see {missing_file})" if problems else "")
         )
     if frames_needed and total_found == 0:
