@@ -46,13 +46,9 @@ def tiny_text_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def synth_raw(tmp_path_factory):
-    """A tiny synthetic dataset in the official UCF101 layout with captions.tsv (process_data.synth)."""
-    from process_data.synth import generate
-
-    out = tmp_path_factory.mktemp("cpd_synth") / "raw"
-    generate(str(out), classes=2, train_per_class=2, test_per_class=1, frames=16, width=48, height=32, verbose=False)
-    return out
+def synth_raw(synth_dataset):
+    """The session's synthetic dataset in the official UCF101 layout, with captions.tsv."""
+    return synth_dataset.raw_root
 
 
 def shapes(module):

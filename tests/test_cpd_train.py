@@ -20,120 +20,43 @@ from shared_utils.checkpoint import load_checkpoint
 from shared_utils.cli import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = [
-    "--model_depth",
-    "10",
-    "--sample_size",
-    "32",
-    "--sample_duration",
-    "8",
-    "--stride_size",
-    "2",
-    "--nce_k",
-    "8",
-    "--batch_size",
-    "2",
-    "--n_threads",
-    "0",
-    "--print_frq",
-    "1",
-    "--emb_dim",
-    "16",
-]
+CPD_DIR = os.path.join(REPO, "cpd")
+SMALL = "--model_depth 10 --sample_size 32 --sample_duration 8 --stride_size 2 --nce_k 8 --batch_size 2 --n_threads 0"
+SMALL += " --print_frq 1 --emb_dim 16"
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """Synthetic raw videos + captions -> Instagram layout (links) + split JSONs; a tiny DistilBERT."""
+def data(synth_dataset, tmp_path_factory):
+    """The session's synthetic dataset (videos, captions, split JSONs) in the Instagram layout; a tiny DistilBERT."""
     from cpd.datasets.make_ins_json import build
     from cpd.datasets.make_ins_json import get_args_parser as ins_parser
     from cpd.make_text_model import write_text_model
-    from process_data.synth import generate
-    from process_data.write_splits import write_splits
 
     root = tmp_path_factory.mktemp("cpd_e2e")
-    raw = root / "raw"
-    generate(str(raw), classes=2, train_per_class=2, test_per_class=1, frames=16, width=48, height=32, verbose=False)
-    build(
-        ins_parser().parse_args(
-            [
-                "--video_root",
-                str(raw / "UCF-101"),
-                "--captions",
-                str(raw / "captions.tsv"),
-                "--out_dir",
-                str(root / "ins"),
-                "--json",
-                str(root / "ins.json"),
-                "--mode",
-                "link",
-                "--val_ratio",
-                "0.34",
-            ]
-        )
-    )
-    write_splits("ucf101", str(raw / "ucfTrainTestlist"), None, str(root / "lists"), formats=("cpd",), verbose=False)
-    text = write_text_model(str(root / "text"), "distilbert", "tiny")
+    raw = synth_dataset.raw_root
+    flags = f"--video_root {raw / 'UCF-101'} --captions {raw / 'captions.tsv'} --out_dir {root / 'ins'}"
+    build(ins_parser().parse_args(f"{flags} --json {root / 'ins.json'} --mode link --val_ratio 0.34".split()))
     return {
-        "root": root,
         "videos": str(raw / "UCF-101"),
         "ins": str(root / "ins"),
         "ins_json": str(root / "ins.json"),
-        "split": str(root / "lists" / "ucf101" / "ucf101_01.json"),
-        "text": text,
+        "split": str(synth_dataset.list_file("ucf101_01.json")),
+        "text": write_text_model(str(root / "text"), "distilbert", "tiny"),
     }
 
 
-def pretrain_args(data, out, *extra):
-    return [
-        "--video_path",
-        data["ins"],
-        "--result",
-        str(out),
-        "--dataset_file",
-        data["ins_json"],
-        "--dataset",
-        "ins",
-        "--phase",
-        "pretraining",
-        "--text_model",
-        data["text"],
-        "--learning_rate",
-        "0.1",
-        "--weight_decay",
-        "1e-4",
-        *SMALL,
-        *extra,
-    ]
+def pretrain_args(data, out, extra=""):
+    """The README pretraining flags at toy size (paths without spaces: tmp_path)."""
+    flags = f"--video_path {data['ins']} --result {out} --dataset_file {data['ins_json']} --dataset ins"
+    flags += f" --phase pretraining --text_model {data['text']} --learning_rate 0.1 --weight_decay 1e-4"
+    return f"{flags} {SMALL} {extra}".split()
 
 
-def finetune_args(data, out, *extra):
-    return [
-        "--video_path",
-        data["videos"],
-        "--result",
-        str(out),
-        "--dataset_file",
-        data["split"],
-        "--dataset",
-        "ucf101",
-        "--phase",
-        "finetuning",
-        "--n_finetune_classes",
-        "2",
-        "--lr_patience",
-        "5",
-        "--dp",
-        "0.8",
-        "--lr_factor",
-        "0.1",
-        "--learning_rate",
-        "0.02",
-        "--weight_decay",
-        "1e-4",
-        *SMALL,
-        *extra,
-    ]
+def finetune_args(data, out, extra=""):
+    """The README fine-tuning flags at toy size."""
+    flags = f"--video_path {data['videos']} --result {out} --dataset_file {data['split']} --dataset ucf101"
+    flags += " --phase finetuning --n_finetune_classes 4 --lr_patience 5 --dp 0.8 --lr_factor 0.1"
+    return f"{flags} --learning_rate 0.02 --weight_decay 1e-4 {SMALL} {extra}".split()
 
 
 def state(path):
@@ -145,23 +68,8 @@ def state(path):
 
 def test_pretrain_finetune_test_end_to_end(data, tmp_path, capsys):
     pre = tmp_path / "pre"
-    main(
-        pretrain_args(
-            data,
-            pre,
-            "--n_epochs",
-            "1",
-            "--max_iters",
-            "2",
-            "--dist-url",
-            "tcp://localhost:10001",
-            "--multiprocessing-distributed",
-            "--world-size",
-            "1",
-            "--rank",
-            "0",
-        )
-    )
+    launch = "--dist-url tcp://localhost:10001 --multiprocessing-distributed --world-size 1 --rank 0"
+    main(pretrain_args(data, pre, f"--n_epochs 1 --max_iters 2 {launch}"))
     out = capsys.readouterr().out
     assert out.startswith("command: ") and "git: " in out and "normalization constant Z_v is set to" in out
     for name in ("checkpoint.pth", "save_1.pth", "opts.json", "log.txt", "train.log.rank0", "val.log.rank0"):
@@ -179,17 +87,7 @@ def test_pretrain_finetune_test_end_to_end(data, tmp_path, capsys):
     ft = tmp_path / "ft"
     main(
         finetune_args(
-            data,
-            ft,
-            "--pretrain_path",
-            str(pre / "save_1.pth"),
-            "--n_epochs",
-            "1",
-            "--max_iters",
-            "2",
-            "--test",
-            "--num_test_clips",
-            "2",
+            data, ft, f"--pretrain_path {pre / 'save_1.pth'} --n_epochs 1 --max_iters 2 --test --num_test_clips 2"
         )
     )
     out = capsys.readouterr().out
@@ -199,54 +97,22 @@ def test_pretrain_finetune_test_end_to_end(data, tmp_path, capsys):
     split = json.loads(open(data["split"]).read())
     val_videos = {k for k, v in split["database"].items() if v["subset"] == "validation"}
     assert set(results) == val_videos and all(r[0]["label"] in split["labels"] for r in results.values())
-    assert "| 2 videos (0 unreadable), 12 views" in out  # 2 clips x 3 crops per video
+    assert f"| {len(val_videos)} videos (0 unreadable), {6 * len(val_videos)} views" in out  # 2 clips x 3 crops
     video_top1 = float(out.split("video top1 ")[1].split()[0])
-    evaluator = subprocess.run(
-        [sys.executable, "evaluation/evaluate_ucf101.py", "--dataset", data["split"], "--pred_results", str(ft)],
-        cwd=os.path.join(REPO, "cpd"),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    command = [sys.executable, "evaluation/evaluate_ucf101.py", "--dataset", data["split"], "--pred_results", str(ft)]
+    evaluator = subprocess.run(command, cwd=CPD_DIR, capture_output=True, text=True, check=True)
     assert evaluator.stdout.strip() == f"Accuracy@1: {video_top1 / 100}"
 
     # the original test command: weights from save_1.pth, no training, 30 views (here 2 x 3)
-    main(
-        finetune_args(
-            data,
-            tmp_path / "test",
-            "--no_train",
-            "--no_val",
-            "--test",
-            "--resume_path",
-            str(ft / "save_1.pth"),
-            "--num_test_clips",
-            "2",
-            "--sample_size",
-            "48",
-        )
-    )
+    flags = f"--no_train --no_val --test --resume_path {ft / 'save_1.pth'} --num_test_clips 1 --sample_size 48"
+    main(finetune_args(data, tmp_path / "test", flags))
     assert set(json.loads((tmp_path / "test" / "val.json").read_text())["results"]) == val_videos
 
     # zero-shot with the pretrained text encoder; the unified-evaluation encoder loads the same checkpoint
-    main(
-        finetune_args(
-            data,
-            tmp_path / "zs",
-            "--phase",
-            "zeroshot",
-            "--resume_path",
-            str(pre / "save_1.pth"),
-            "--text_model",
-            data["text"],
-            "--num_test_clips",
-            "1",
-            "--num_test_crops",
-            "1",
-        )
-    )
+    flags = f"--phase zeroshot --resume_path {pre / 'save_1.pth'} --text_model {data['text']} --num_test_clips 1"
+    main(finetune_args(data, tmp_path / "zs", flags + " --num_test_crops 1"))
     out = capsys.readouterr().out
-    assert "class captions: translate left; translate right" in out
+    assert "class captions: rotate clockwise; rotate counterclockwise; translate left; translate right" in out
     assert set(json.loads((tmp_path / "zs" / "zeroshot.json").read_text())["results"]) == val_videos
     from cpd.features import build_clip_encoder
 
@@ -284,23 +150,7 @@ def test_curriculum_gradients_and_learning_rates():
 
 def test_curriculum_end_to_end(data, tmp_path):
     out = tmp_path / "cur"
-    main(
-        pretrain_args(
-            data,
-            out,
-            "--n_epochs",
-            "3",
-            "--ft_bert_ep",
-            "2",
-            "--max_iters",
-            "1",
-            "--checkpoint",
-            "1",
-            "--no_val",
-            "--lr_steps",
-            "2",
-        )
-    )
+    main(pretrain_args(data, out, "--n_epochs 3 --ft_bert_ep 2 --max_iters 1 --checkpoint 1 --no_val --lr_steps 2"))
     from safetensors.torch import load_file
 
     initial = load_file(os.path.join(data["text"], "model.safetensors"))
@@ -325,8 +175,8 @@ class Interrupt(Exception):
 
 
 def test_resume_mid_epoch_is_exact(data, tmp_path, monkeypatch):
-    common = ["--n_epochs", "2", "--max_iters", "2", "--save_every_iters", "1", "--no_val", "--ft_bert_ep", "2"]
-    main(pretrain_args(data, tmp_path / "straight", *common))
+    common = "--n_epochs 2 --max_iters 2 --save_every_iters 1 --no_val --ft_bert_ep 2"
+    main(pretrain_args(data, tmp_path / "straight", common))
     import cpd.main as cpd_main
 
     calls = {"n": 0}
@@ -340,11 +190,11 @@ def test_resume_mid_epoch_is_exact(data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(cpd_main, "check_finite", stop_after_three)
     with pytest.raises(Interrupt):
-        main(pretrain_args(data, tmp_path / "resumed", *common))
+        main(pretrain_args(data, tmp_path / "resumed", common))
     partial = load_checkpoint(str(tmp_path / "resumed" / "checkpoint.pth"))
     assert (partial["epoch"], partial["iteration"], partial["global_step"]) == (2, 1, 3)
     monkeypatch.setattr(cpd_main, "check_finite", original)
-    main(pretrain_args(data, tmp_path / "resumed", *common))  # auto-resumes from checkpoint.pth
+    main(pretrain_args(data, tmp_path / "resumed", common))  # auto-resumes from checkpoint.pth
     a = load_checkpoint(str(tmp_path / "straight" / "checkpoint.pth"))
     b = load_checkpoint(str(tmp_path / "resumed" / "checkpoint.pth"))
     assert a["global_step"] == b["global_step"] == 4
@@ -364,14 +214,14 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1")
 
 def test_ddp_two_gloo_processes(data, tmp_path):
     pre = tmp_path / "pre"
-    args = pretrain_args(data, pre, "--n_epochs", "1", "--batch_size", "4")  # 2 per process, 1 step per epoch
-    run = subprocess.run(TORCHRUN + args, cwd=os.path.join(REPO, "cpd"), env=ENV, capture_output=True, text=True)
+    args = pretrain_args(data, pre, "--n_epochs 1 --batch_size 4 --max_iters 1")  # 2 per process
+    run = subprocess.run(TORCHRUN + args, cwd=CPD_DIR, env=ENV, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     ckpt = load_checkpoint(str(pre / "save_1.pth"))
     assert len(ckpt["rng"]) == 2 and ckpt["args"]["world_size"] == 2 and ckpt["global_step"] == 1
     assert not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])  # each rank's RNG saved for resume
     rows = ((ckpt["state_dict"]["module.vis_memory"].norm(dim=1) - 1).abs() < 1e-5).sum()
-    assert int(rows) == 4  # the 4 training videos, 2 per rank: both ranks' features were gathered into the banks
+    assert int(rows) == 4  # 2 videos per rank: both ranks' features were gathered into the banks
     assert "Epoch [1] validation: text->video recall@1" in run.stdout
 
 
@@ -379,28 +229,12 @@ def test_ddp_two_gloo_processes(data, tmp_path):
 def test_ddp_test_views_gathered_like_one_process(data, tmp_path):
     """The multi-view test gathers every view from both ranks (the original kept a partial average)."""
     pre = tmp_path / "pre"
-    main(pretrain_args(data, pre, "--n_epochs", "1", "--max_iters", "1", "--no_val"))
-    test = finetune_args(
-        data,
-        "X",
-        "--pretrain_path",
-        str(pre / "save_1.pth"),
-        "--no_train",
-        "--no_val",
-        "--test",
-        "--num_test_clips",
-        "2",
-        "--batch_size",
-        "4",
-    )
+    main(pretrain_args(data, pre, "--n_epochs 1 --max_iters 1 --no_val"))
+    flags = f"--pretrain_path {pre / 'save_1.pth'} --no_train --no_val --test --num_test_clips 2 --batch_size 4"
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    main([str(single) if a == "X" else a for a in test])
+    main(finetune_args(data, single, flags))
     run = subprocess.run(
-        TORCHRUN + [str(ddp) if a == "X" else a for a in test],
-        cwd=os.path.join(REPO, "cpd"),
-        env=ENV,
-        capture_output=True,
-        text=True,
+        TORCHRUN + finetune_args(data, ddp, flags), cwd=CPD_DIR, env=ENV, capture_output=True, text=True
     )
     assert run.returncode == 0, run.stderr[-3000:]
     one = json.loads((single / "val.json").read_text())["results"]
@@ -413,33 +247,20 @@ def test_ddp_test_views_gathered_like_one_process(data, tmp_path):
 
 def test_clear_errors(data, tmp_path):
     with pytest.raises(UserError, match="--video_path"):
-        main(pretrain_args(data, tmp_path / "a", "--video_path", str(tmp_path / "nope")))
+        main(pretrain_args(data, tmp_path / "a", f"--video_path {tmp_path / 'nope'}"))
     with pytest.raises(UserError, match="not available offline"):
-        main(pretrain_args(data, tmp_path / "b", "--text_model", "distilbert-base-uncased"))
+        main(pretrain_args(data, tmp_path / "b", "--text_model distilbert-base-uncased"))
     no_val = tmp_path / "train_only.json"
     listing = json.loads(open(data["ins_json"]).read())
     no_val.write_text(json.dumps({k: dict(v, subset="training") for k, v in listing.items()}))
     with pytest.raises(UserError, match="no 'validation' entries"):
-        main(pretrain_args(data, tmp_path / "c", "--dataset_file", str(no_val)))
+        main(pretrain_args(data, tmp_path / "c", f"--dataset_file {no_val}"))
     with pytest.raises(UserError, match="--dataset"):
-        main(pretrain_args(data, tmp_path / "d", "--dataset", "ucf101"))
+        main(pretrain_args(data, tmp_path / "d", "--dataset ucf101"))
     with pytest.raises(UserError, match="--model_depth"):
-        main(pretrain_args(data, tmp_path / "e", "--model_depth", "101"))
-    run = subprocess.run(
-        [
-            sys.executable,
-            "main.py",
-            "--phase",
-            "finetuning",
-            "--dataset",
-            "ucf101",
-            "--video_path",
-            str(tmp_path / "missing"),
-            "--dataset_file",
-            data["split"],
-        ],
-        cwd=os.path.join(REPO, "cpd"),
-        capture_output=True,
-        text=True,
-    )
+        main(pretrain_args(data, tmp_path / "e", "--model_depth 101"))
+    with pytest.raises(UserError, match="4 classes but --n_finetune_classes is 2"):
+        main(finetune_args(data, tmp_path / "f", "--n_finetune_classes 2 --no_val"))
+    flags = f"--phase finetuning --dataset ucf101 --video_path {tmp_path / 'missing'} --dataset_file {data['split']}"
+    run = subprocess.run([sys.executable, "main.py", *flags.split()], cwd=CPD_DIR, capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "--video_path not found" in run.stderr
