@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -13,34 +12,10 @@ from typing import Any
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
+from shared_utils.frame_files import count_frames, frame_name, template_regex  # noqa: F401 (torch-free re-exports)
+
 VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp", ".ogv")
 PARTIAL_SUFFIX = ".partial"  # temporary outputs are hidden siblings: .<name>.partial
-
-
-# The three helpers below follow shared_utils.frames (same template syntax and semantics). They are repeated here
-# because shared_utils.frames imports torch, and every joblib worker process would pay that import (seconds).
-
-
-def frame_name(template: str, number: int) -> str:
-    """File name of 1-based frame `number` for a '%05d' or '{:05d}' style template."""
-    return template % number if "%" in template else template.format(number)
-
-
-def template_regex(template: str) -> re.Pattern:
-    """Regex of the file names of `template`, capturing the number; ValueError unless exactly one field."""
-    parts = re.split(r"%0?\d*d|\{[^}]*\}", template)
-    if len(parts) != 2:
-        raise ValueError(f"frame template must contain exactly one number field: {template!r}")
-    return re.compile("^" + re.escape(parts[0]) + r"(\d+)" + re.escape(parts[1]) + "$")
-
-
-def count_frames(folder: str, template: str) -> int:
-    """Number of files of `template` in `folder` (0 when the folder is missing)."""
-    if not os.path.isdir(folder):
-        return 0
-    regex = template_regex(template)
-    with os.scandir(folder) as entries:
-        return sum(1 for entry in entries if regex.match(entry.name))
 
 
 def find_videos(root: str, exts: Iterable[str] = VIDEO_EXTS) -> list[str]:

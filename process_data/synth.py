@@ -122,6 +122,17 @@ def write_split_files(split_dir: str, videos: list[SynthVideo], classes: list[st
     _write_lines(os.path.join(split_dir, "classInd.txt"), [f"{label[c]} {c}" for c in classes])
 
 
+def write_hmdb51_split_files(split_dir: str, videos: list[SynthVideo], classes: list[str], splits: list[int]) -> None:
+    """The same videos described in HMDB51's split format (`<class>_test_split<N>.txt`, lines 'video.avi tag'
+    with 1 = train, 2 = test), so the HMDB51 parser and every HMDB51 code path can run on synthetic data."""
+    os.makedirs(split_dir, exist_ok=True)
+    for k in splits:
+        for cls in classes:
+            lines = [f"{v.filename} {2 if v.group == k else 1}" for v in videos if v.cls == cls]
+            with open(os.path.join(split_dir, f"{cls}_test_split{k}.txt"), "w") as handle:
+                handle.write("".join(line + " \n" for line in lines))  # HMDB's files end lines with a space
+
+
 def _check_config(out: str, cfg: dict, overwrite: bool) -> None:
     path = os.path.join(out, "synth_config.json")
     if os.path.isfile(path) and not overwrite:
@@ -133,7 +144,7 @@ def _check_config(out: str, cfg: dict, overwrite: bool) -> None:
                 f"{out} holds a synthetic dataset made with other settings ({changed}); use a new --out or --overwrite"
             )
     elif overwrite:
-        for name in ("UCF-101", "ucfTrainTestlist", "captions.tsv"):
+        for name in ("UCF-101", "ucfTrainTestlist", "testTrainMulti_7030_splits", "captions.tsv"):
             target = os.path.join(out, name)
             if os.path.isdir(target):
                 shutil.rmtree(target)
@@ -190,6 +201,7 @@ def generate(
     class_names = sorted(CLASSES[:classes], key=str.lower)
     splits = split_groups(train_per_class, test_per_class)
     write_split_files(os.path.join(out, "ucfTrainTestlist"), videos, class_names, splits)
+    write_hmdb51_split_files(os.path.join(out, "testTrainMulti_7030_splits"), videos, class_names, splits)
     elapsed = time.perf_counter() - start
     if verbose:
         print(
@@ -201,7 +213,11 @@ def generate(
 
 def get_args_parser(add_help: bool = True) -> ArgumentParser:
     p = ArgumentParser("python -m process_data.synth", description=__doc__.split("\n")[0], add_help=add_help)
-    p.add_argument("--out", required=True, help="output root (gets UCF-101/, ucfTrainTestlist/, captions.tsv)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output root (gets UCF-101/, ucfTrainTestlist/, testTrainMulti_7030_splits/, captions.tsv)",
+    )
     p.add_argument(
         "--classes",
         type=int,

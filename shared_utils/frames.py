@@ -7,7 +7,6 @@ A video is a folder of JPEG frames named by a 1-based template (`image_%05d.jpg`
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ from torch.utils.data import Dataset
 
 from shared_utils.cli import fail, require_file
 from shared_utils.data import DataWarnings, unpack_index
+from shared_utils.frame_files import count_frames, frame_name, template_regex  # noqa: F401 (re-exported)
 
 DEFAULT_TEMPLATE = "image_{:05d}.jpg"
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10
@@ -107,27 +107,6 @@ def read_video_list(path: str, root: str | None = None, basename_only: bool = Fa
 
 
 # --------------------------------------------------------------------------------------------------- frames
-
-
-def frame_name(template: str, number: int) -> str:
-    """File name of 1-based frame `number` for a '{:05d}' or '%05d' style template."""
-    return template % number if "%" in template else template.format(number)
-
-
-def template_regex(template: str) -> re.Pattern:
-    """A regex matching the file names of `template` ('{:05d}' or '%05d' style), capturing the number."""
-    parts = re.split(r"%0?\d*d|\{[^}]*\}", template)
-    if len(parts) != 2:
-        raise ValueError(f"frame template must contain exactly one number field: {template!r}")
-    return re.compile("^" + re.escape(parts[0]) + r"(\d+)" + re.escape(parts[1]) + "$")
-
-
-def count_frames(folder: str, template: str = DEFAULT_TEMPLATE) -> int:
-    """Number of frame files of `template` in `folder` (0 when the folder is missing)."""
-    if not os.path.isdir(folder):
-        return 0
-    regex = template_regex(template)
-    return sum(1 for name in os.listdir(folder) if regex.match(name))
 
 
 def _looks_complete(data: bytes) -> bool:

@@ -23,7 +23,7 @@ class SynthDataset:
     frame_root/    <Class>/<stem>/image_%05d.jpg (num_frames files of width x height)
     flow_root/     <Class>/<stem>/flow_%05d.jpg (num_frames - 1 files)
     list_dir/      ucf101/{ClassInd.txt, train_split0N.csv, test_split0N.csv, ucf101_rgb_{train,val}_split_N.txt,
-                   ucf101_0N.json}
+                   ucf101_0N.json}; hmdb51/ the same videos through the HMDB51 split format (hmdb51_N.json)
     """
 
     raw_root: Path
@@ -78,6 +78,10 @@ def make_synth_dataset(
         flow_root=str(root / "flow"), workers=workers, verbose=False,
     )  # fmt: skip
     write_splits("ucf101", str(raw / "ucfTrainTestlist"), str(root / "frames"), str(root / "lists"), verbose=False)
+    # The same videos in HMDB51's split format (synth writes both), so HMDB51 code paths are testable too.
+    write_splits(
+        "hmdb51", str(raw / "testTrainMulti_7030_splits"), str(root / "frames"), str(root / "lists"), verbose=False
+    )
     if short_side:
         scale = short_side / min(width, height)
         width, height = (round(width * scale), short_side) if height <= width else (short_side, round(height * scale))

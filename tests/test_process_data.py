@@ -561,3 +561,17 @@ def test_single_frames_do_not_reveal_the_class_but_two_frames_do():
     acc_motion = _nearest_centroid_accuracy(motion[train], labels[train], motion[~train], labels[~train])
     assert acc_single < 0.30, acc_single  # chance 0.125; 0.30 is > 4 standard errors above it
     assert acc_motion > 0.60, acc_motion
+
+
+def test_synth_hmdb51_split_files_describe_the_same_videos(synth_dataset):
+    """synth also writes HMDB51-format split files; write_splits turns them into hmdb51 lists of the same videos."""
+    hmdb = synth_dataset.raw_root / "testTrainMulti_7030_splits"
+    files = sorted(p.name for p in hmdb.glob("*_test_split1.txt"))
+    assert files == sorted(f"{c}_test_split1.txt" for c in synth_dataset.classes)
+    tags = [line.split()[1] for f in files for line in (hmdb / f).read_text().splitlines()]
+    per_class = synth_dataset.train_per_class + synth_dataset.test_per_class
+    assert len(tags) == len(synth_dataset.classes) * per_class
+    assert tags.count("2") == len(synth_dataset.classes) * synth_dataset.test_per_class
+    ucf_test = (synth_dataset.list_dir / "ucf101" / "test_split01.csv").read_text().splitlines()
+    hmdb_test = (synth_dataset.list_dir / "hmdb51" / "test_split01.csv").read_text().splitlines()
+    assert sorted(hmdb_test) == sorted(ucf_test)
