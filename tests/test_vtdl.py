@@ -214,6 +214,11 @@ def test_released_checkpoint_layouts_load_without_missing_keys(tmp_path, keys_js
         load_weight(build_backbone("i3d", 51, with_classifier=True), path, "i3d", require_classifier=True)
     with pytest.raises(UserError, match="matches no weight"):
         load_weight(build_backbone("r3d", 51, with_classifier=True), path, "r3d")
+    # the original's R(2+1)D depth mismatch: a 1,1,1,1 pretraining file initialises the 2,2,2,2 fine-tune model
+    shallow = build_backbone("r2p1d", with_classifier=False, r2p1d_layers=(1, 1, 1, 1)).state_dict()
+    torch.save({"model": {"module." + k: v for k, v in shallow.items()}}, tmp_path / "r2p1d.pth")
+    report = load_weight(build_backbone("r2p1d", 51, with_classifier=True), str(tmp_path / "r2p1d.pth"), "r2p1d")
+    assert len(report.loaded) == 144 and all(".blocks." in k or k.startswith("linear.") for k in report.missing)
 
 
 # ------------------------------------------------------------------------------------------------ method pieces
@@ -419,12 +424,18 @@ def test_parser_original_commands_and_aliases():
 # ------------------------------------------------------------------------------------------------ end to end
 
 
-def test_pipeline_pretrain_finetune_test_features(frames_data, tmp_path):
-    """2 pretraining iterations -> fine-tune from the checkpoint -> test (10-clip and original) -> features."""
+def test_pipeline_pretrain_finetune_test_features(synth_dataset, tmp_path):
+    """On the session synth_dataset (process_data lists): 2 pretraining iterations -> fine-tuning from the
+    checkpoint -> test (10-clip style and original) -> feature extraction -> the clip-encoder hook."""
     from vtdl import feature_extractor, main, test, train_temporal_dis
 
+    lists = synth_dataset.list_dir / "ucf101"
+    data = argparse.Namespace(
+        train=str(lists / "ucf101_rgb_train_split_1.txt"), val=str(lists / "ucf101_rgb_val_split_1.txt")
+    )
+    n_val = len(synth_dataset.classes) * synth_dataset.test_per_class
     pt = tmp_path / "pt"
-    train_temporal_dis.cli(pretrain_args(frames_data, pt, "--epochs", "1", "--save_freq", "1"))
+    train_temporal_dis.cli(pretrain_args(data, pt, "--epochs", "1", "--save_freq", "1", "--iters_per_epoch", "2"))
     ckpt = load_checkpoint(str(pt / "ckpt_epoch_1.pth"))
     assert set(ckpt) >= {"opt", "model", "model_ema", "contrast", "optimizer", "epoch", "contrast_index"}
     assert ckpt["epoch"] == 1 and ckpt["contrast_index"] == 4 and ckpt["contrast"]["memory"].shape == (6, 128)
@@ -433,20 +444,23 @@ def test_pipeline_pretrain_finetune_test_features(frames_data, tmp_path):
     assert log[0]["epoch"] == 1 and math.isfinite(log[0]["ins_loss"]) and 0 < log[0]["ins_prob"] <= 1 / 0.07
 
     ft = tmp_path / "ft"
-    main.cli(ft_args(frames_data, "--epochs", "1", "--weights", str(pt / "current.pth"), "--output_dir", str(ft)))
+    common = ["--dataset", "ucf101", "--iters_per_epoch", "2"]
+    main.cli(ft_args(data, *common, "--epochs", "1", "--weights", str(pt / "current.pth"), "--output_dir", str(ft)))
     ft_ckpt = load_checkpoint(str(ft / "fine_tune_rgb_model_latest.pth.tar"))
     assert ft_ckpt["epoch"] == 1 and ft_ckpt["arch"] == "i3d"
-    assert ft_ckpt["state_dict"]["module.base_model.conv3d_0c_1x1_custom.conv3d.weight"].shape == (51, 1024, 7, 1, 1)
+    assert ft_ckpt["state_dict"]["module.base_model.conv3d_0c_1x1_custom.conv3d.weight"].shape == (101, 1024, 7, 1, 1)
     assert not (ft / "fine_tune_rgb_model_best.pth.tar").exists()  # no model selection on the test split
     record = json.loads(open(ft / "log.txt").read().splitlines()[-1])
-    assert record["val_videos"] == 2 and 0 <= record["val_top1"] <= 100
+    assert record["val_videos"] == n_val and 0 <= record["val_top1"] <= 100
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(ft / "tb"))
 
     weights = str(ft / "fine_tune_rgb_model_latest.pth.tar")
     for protocol in ("clips", "original"):
         out = tmp_path / f"test_{protocol}"
         test.cli(
             ft_args(
-                frames_data,
+                data,
+                *common,
                 "--weights",
                 weights,
                 "--output_dir",
@@ -460,14 +474,15 @@ def test_pipeline_pretrain_finetune_test_features(frames_data, tmp_path):
             )
         )
         result = json.load(open(out / "test_results.json"))
-        assert result["videos"] == 2 and result["clips"] == (3 if protocol == "clips" else 2)
-        assert set(result) >= {"top1", "top5", "mean_class"}
-        assert np.load(out / "video_pred.npy").shape == (2,) and np.load(out / "confusion.npy").shape == (51, 51)
+        assert result["videos"] == n_val and result["clips"] == (3 if protocol == "clips" else 2)
+        assert set(result) >= {"top1", "top5", "mean_class"} and 0 <= result["top1"] <= result["top5"] <= 100
+        assert np.load(out / "video_pred.npy").shape == (n_val,) and np.load(out / "confusion.npy").sum() == n_val
 
     feat = tmp_path / "feat" / "val_features.npy"
     feature_extractor.cli(
         ft_args(
-            frames_data,
+            data,
+            *common,
             "--weights",
             str(pt / "current.pth"),
             "--feature_path",
@@ -477,12 +492,11 @@ def test_pipeline_pretrain_finetune_test_features(frames_data, tmp_path):
         )
     )
     features = np.load(feat)
-    assert features.shape == (2, 1024) and features.dtype == np.float32 and np.isfinite(features).all()
-    assert np.load(tmp_path / "feat" / "val_features_labels.npy").tolist() == [0, 1]
-    assert open(tmp_path / "feat" / "val_features_video_ids.txt").read().split() == [
-        "Class0/v_Class0_g01_c01",
-        "Class1/v_Class1_g01_c01",
-    ]
+    assert features.shape == (n_val, 1024) and features.dtype == np.float32 and np.isfinite(features).all()
+    labels = np.load(tmp_path / "feat" / "val_features_labels.npy")
+    assert sorted(set(labels.tolist())) == list(range(len(synth_dataset.classes)))
+    ids = open(tmp_path / "feat" / "val_features_video_ids.txt").read().split()
+    assert len(ids) == n_val and ids[0].split("/")[0] in synth_dataset.classes
     encoder = build_clip_encoder(str(pt / "current.pth"))
     assert (encoder.num_frames, encoder.frame_stride, encoder.crop_size, encoder.feature_dim) == (8, 2, 32, 1024)
     clips = torch.randint(0, 255, (2, 8, 32, 32, 3), dtype=torch.uint8)
