@@ -17,6 +17,7 @@ from shared_utils import dist
 from shared_utils.checkpoint import load_checkpoint, strip_prefix
 from videomoco import train
 from videomoco.augment import VideoMoCoAugment
+from videomoco.features import build_clip_encoder
 from videomoco.model import MaskGenerator, VideoMoCo
 from videomoco.opts import get_args_parser
 
@@ -93,6 +94,14 @@ def test_two_d_only_then_two_adversarial_iterations_then_eval(synth_dataset, tmp
     events = b"".join(p.read_bytes() for p in (tmp_path / "log").glob("events.out.tfevents.*"))
     for tag in (b"moco_train/loss_d", b"moco_train/loss_g", b"moco_train/lr", b"moco_train_avg/acc1"):
         assert tag in events
+    # the unified clip-encoder hook loads the checkpoint's query encoder (without its projection head)
+    encoder = build_clip_encoder(str(ckp / "netD" / "checkpoint_0002.pth.tar"))
+    assert (encoder.num_frames, encoder.frame_stride, encoder.crop_size, encoder.feature_dim) == (4, 1, 16, 512)
+    assert torch.equal(encoder.backbone.layer1[0].conv1[0].weight, q2["encoder_q.layer1.0.conv1.0.weight"])
+    features = encoder(torch.randint(0, 256, (2, 4, 16, 16, 3), dtype=torch.uint8))
+    assert features.shape == (2, 512) and torch.isfinite(features).all()
+    random_init = build_clip_encoder(None, arch="mc3_18", frame_per_clip=4, crop_size=16)
+    assert not torch.equal(random_init.backbone.layer1[0].conv1[0].weight, q2["encoder_q.layer1.0.conv1.0.weight"])
     # evaluation as the original's script, run from inside the folder
     eval_argv = [
         "eval.py", "-a", "mc3_18", "--pretrained", str(ckp / "netD" / "checkpoint_0002.pth.tar"),

@@ -245,7 +245,7 @@ def train_step(G, D_ddp, aug, batch, opt_g, opt_d, adversarial: bool, t: float, 
 
 
 def train_one_epoch(G, D, D_ddp, aug, loader, opt_g, opt_d, epoch: int, args, run: RunState, writer) -> bool:
-    """Returns False when --max_iters stopped the run (after writing the latest checkpoint)."""
+    """Returns False when --max_iters stopped the run inside the epoch (after writing the latest checkpoint)."""
     adversarial, t = uses_generator(args, epoch), decay_base(args, epoch)
     D_ddp.train()
     if G is not None:
@@ -272,7 +272,7 @@ def train_one_epoch(G, D, D_ddp, aug, loader, opt_g, opt_d, epoch: int, args, ru
             return False
     logger.synchronize_between_processes()
     run.last_stats = {f"{name}": meter.global_avg for name, meter in logger.meters.items()}
-    return not (args.max_iters and run.iters_this_process >= args.max_iters)
+    return True
 
 
 def main_worker(args) -> None:
@@ -318,6 +318,9 @@ def main_worker(args) -> None:
         append_json_line(os.path.join(log_dir, "log.txt"), record)
         if warnings.summary():
             print(warnings.summary())
+        if args.max_iters and run.iters_this_process >= args.max_iters:
+            print(f"stopped after {run.iters_this_process} iterations (--max_iters); resume with the same command")
+            break
     writer.close()
     dist.cleanup()
 
