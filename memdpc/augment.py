@@ -186,7 +186,7 @@ def finetune_transform(img_dim: int, mode: str, modality: str = "rgb", interp: s
     return T.ClipCompose([*ops, T.Normalize()])
 
 
-def test_view_transform(img_dim: int, position: int, flip: bool, interp: str = "nearest") -> T.ClipCompose:
+def view_transform(img_dim: int, position: int, flip: bool, interp: str = "nearest") -> T.ClipCompose:
     """Test view: flip -> fixed crop -> rescale -> normalise. Deterministic and normalised (the original forgot the
     normalisation and kept a random colour jitter here; both fixed)."""
     return T.ClipCompose([FixedView(position, flip), *_finish(img_dim, interp), T.Normalize()])

@@ -138,12 +138,12 @@ class BlockDataset(Dataset):
         return blocks.contiguous(), entry.label, index
 
 
-def test_clip_starts(n_frames: int, span: int) -> np.ndarray:
+def eval_clip_starts(n_frames: int, span: int) -> np.ndarray:
     """Starts 0, span/2-1, ... up to and including n - span (one clip at 0 for a short video)."""
     return np.arange(0, max(n_frames - span, 0) + 1, max(span // 2 - 1, 1))
 
 
-class TestVideoDataset(Dataset):
+class WholeVideoDataset(Dataset):
     """Whole test videos: item -> (frames uint8 [F, C, H, W] (each needed frame once), clip index [K, N*SL] into
     them, label, index), or None for an unreadable video. Short videos are padded with their last frame."""
 
@@ -159,7 +159,7 @@ class TestVideoDataset(Dataset):
         span = self.num_seq * self.seq_len * self.ds
         if n_frames <= span:
             self.warnings.warn("short_video", f"{path}: {n_frames} frames < {span + 1}, padded with the last frame")
-        starts = test_clip_starts(n_frames, span)
+        starts = eval_clip_starts(n_frames, span)
         idx = starts[:, None] + self.ds * np.arange(self.num_seq * self.seq_len)[None, :]
         return np.minimum(idx, max(n_frames - 1, 0))
 
@@ -202,7 +202,7 @@ def build_dataset(args, split: str, purpose: str = "pretrain", warnings: DataWar
     if split == "test":
         if getattr(args, "drop_short", False):
             entries = keep_long_enough(entries, span, "test")
-        return TestVideoDataset(entries, args.num_seq, args.seq_len, args.ds, template, warnings)
+        return WholeVideoDataset(entries, args.num_seq, args.seq_len, args.ds, template, warnings)
     entries = keep_long_enough(entries, span, split)
     if split == "val":
         entries = val_subset(entries, args.dataset, args.seed)

@@ -22,6 +22,7 @@ from shared_utils.checkpoint import (
 )
 from shared_utils.cli import fail, require_choice
 from shared_utils.data import EpochSampler, build_loader
+from shared_utils.logger import log_run_header
 from shared_utils.rng import capture_rng_state, restore_rng_state
 
 LATEST = "latest.pth.tar"
@@ -29,6 +30,19 @@ EPOCH_PATTERN = "epoch{epoch}.pth.tar"
 BEST = "model_best.pth.tar"
 
 # --------------------------------------------------------------------------------------------------- devices / DDP
+
+
+def note(args, message: str) -> None:
+    """Queue a message for the worker to print after the run header (whose lines come first)."""
+    args.notes = [*getattr(args, "notes", []), message]
+
+
+def start_logging(args, exp_dir: str | None) -> None:
+    """Run header (command, git SHA, args; args.json in exp_dir), then the queued notes."""
+    notes = args.__dict__.pop("notes", [])
+    log_run_header(args, exp_dir)
+    for message in notes:
+        print(message)
 
 
 def check_common(args, datasets: tuple[str, ...]) -> None:
@@ -42,7 +56,7 @@ def check_common(args, datasets: tuple[str, ...]) -> None:
             fail(f"--{flag} must be positive, got {getattr(args, flag)}")
     cores = os.cpu_count() or 1
     if args.workers > cores:
-        print(f"note: -j {args.workers} > {cores} CPU cores; using {cores} data workers")
+        note(args, f"note: -j {args.workers} > {cores} CPU cores; using {cores} data workers")
         args.workers = cores
 
 
@@ -50,7 +64,7 @@ def launch(worker, args) -> None:
     """`--gpu 0,1` -> one DDP process per id (nccl); `--gpu cpu` or no CUDA -> one CPU process; torchrun -> as set."""
     gpu_ids = dist.parse_gpu_list(args.gpu)
     if gpu_ids and not torch.cuda.is_available():
-        print(f"--gpu {args.gpu}: CUDA is not available, running on the CPU in one process")
+        note(args, f"note: --gpu {args.gpu}: CUDA is not available, running on the CPU in one process")
         gpu_ids = []
     if gpu_ids and max(gpu_ids) >= torch.cuda.device_count():
         fail(f"--gpu {args.gpu}: only {torch.cuda.device_count()} CUDA device(s) visible")
@@ -63,6 +77,9 @@ def setup_worker(args) -> torch.device:
     dist.init_distributed_mode(args, gpu_ids=args.gpu_ids or None, use_cuda=bool(args.gpu_ids))
     if args.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    elif args.distributed:  # CPU processes share the cores instead of each spinning a full thread pool
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", args.world_size))
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // local)))
     return args.device
 
 

@@ -23,7 +23,7 @@ from shared_utils import dist
 from shared_utils.checkpoint import extract_state_dict, load_checkpoint, load_state_dict_reported
 from shared_utils.cli import fail, require_file, run_cli
 from shared_utils.data import DataWarnings
-from shared_utils.logger import MetricLogger, append_json_line, check_finite, log_run_header
+from shared_utils.logger import MetricLogger, append_json_line, check_finite
 from shared_utils.rng import seed_everything
 
 METRICS = ("loss", "F-top1", "F-top5", "B-top1", "B-top5")
@@ -151,6 +151,8 @@ def load_pretrain(model, path: str) -> None:
 
 def worker(args) -> None:
     device = engine.setup_worker(args)
+    exp = experiment_dir(args)
+    engine.start_logging(args, exp)
     # ---------------------------------------------------------------- model (same seed on every rank)
     seed_everything(args.seed)
     model = build_model(args).to(device)
@@ -177,9 +179,8 @@ def worker(args) -> None:
     )
     ddp_model = engine.wrap_ddp(model, args)
     # ---------------------------------------------------------------- folders, logs, resume
-    exp = experiment_dir(args)
     img_dir, model_dir = os.path.join(exp, "img"), os.path.join(exp, "model")
-    run = {"iteration": 0, "best_acc": 0.0, "epoch_step": 0, "writer": engine.checkpoint_writer(model_dir)}
+    run = {"iteration": 0, "best_acc": -1.0, "epoch_step": 0, "writer": engine.checkpoint_writer(model_dir)}
     resume_path = args.resume or run["writer"].latest()
     if args.resume == "" and resume_path:
         print(f"=> found {resume_path}: resuming automatically")
@@ -187,7 +188,6 @@ def worker(args) -> None:
         restored = engine.resume(resume_path, model, optimizer, scheduler, args)
         args.start_epoch = restored.pop("start_epoch")
         run.update(restored)
-    log_run_header(args, exp)
     text_log = engine.text_log_path(img_dir)
     os.makedirs(img_dir, exist_ok=True)
     engine.write_text_log(text_log, json.dumps(vars(args), default=str, sort_keys=True))

@@ -23,12 +23,12 @@ from memdpc import engine
 from memdpc.dataset import build_dataset, class_names, split_csv
 from memdpc.model import LC, clean_state_dict
 from memdpc.opts import get_eval_args_parser
-from memdpc.testing import crop_mode, fuse, test_model
+from memdpc.testing import crop_mode, fuse, multicrop_test
 from shared_utils import dist
 from shared_utils.checkpoint import extract_state_dict, load_checkpoint, load_state_dict_reported, unwrap_model
 from shared_utils.cli import fail, require_file, run_cli
 from shared_utils.data import DataWarnings
-from shared_utils.logger import MetricLogger, append_json_line, check_finite, log_run_header
+from shared_utils.logger import MetricLogger, append_json_line, check_finite
 from shared_utils.metrics import accuracy
 from shared_utils.rng import seed_everything
 
@@ -198,11 +198,13 @@ def run_test(model, args) -> None:
     else:
         engine.load_model_weights(model, args.test, f"test '{args.test}'")
         out_dir, name = os.path.dirname(os.path.abspath(args.test)), os.path.basename(args.test)
-    test_model(model, args, os.path.join(out_dir, name))
+    multicrop_test(model, args, os.path.join(out_dir, name))
 
 
 def worker(args) -> None:
     device = engine.setup_worker(args)
+    exp = experiment_dir(args)
+    engine.start_logging(args, None if args.test else exp)
     seed_everything(args.seed)
     model = build_model(args).to(device)
     engine.to_channels_last(model, args)
@@ -232,11 +234,10 @@ def worker(args) -> None:
     )
     ddp_model = engine.wrap_ddp(model, args)
     # ---------------------------------------------------------------- folders, logs, resume
-    exp = experiment_dir(args)
     img_dir, model_dir = os.path.join(exp, "img"), os.path.join(exp, "model")
     run = {
         "iteration": 0,
-        "best_acc": 0.0,
+        "best_acc": -1.0,
         "epoch_step": 0,
         "writer": engine.checkpoint_writer(model_dir),
         "scheduler": scheduler,
@@ -246,7 +247,6 @@ def worker(args) -> None:
         restored = engine.resume(resume_path, model, optimizer, scheduler, args)
         args.start_epoch = restored.pop("start_epoch")
         run.update(restored)
-    log_run_header(args, exp)
     os.makedirs(img_dir, exist_ok=True)
     text_log = engine.text_log_path(img_dir)
     engine.write_text_log(text_log, json.dumps(vars(args), default=str, sort_keys=True))

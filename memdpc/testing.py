@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from memdpc import engine
-from memdpc.augment import VIEWS, test_view_transform
+from memdpc.augment import VIEWS, view_transform
 from memdpc.dataset import build_dataset, class_names, first_item
 from shared_utils import dist
 from shared_utils.cli import fail, require_file
@@ -61,7 +61,7 @@ def run_views(model, args, warnings: DataWarnings) -> tuple[dict, list, list]:
     dataset = build_dataset(args, "test", "eval", warnings)
     loader = engine.make_loader(dataset, args, shuffle=False, seed=args.seed, drop_last=False, collate_fn=first_item)
     mode = crop_mode(args)
-    transforms = [test_view_transform(args.img_dim, pos, flip, args.scale_interp) for pos, flip in VIEWS[mode]]
+    transforms = [view_transform(args.img_dim, pos, flip, args.scale_interp) for pos, flip in VIEWS[mode]]
     model.eval()
     videos, clip_probs, clip_labels = {}, [], []
     for item in progress(loader, desc=f"test ({mode}, {len(transforms)} views)"):
@@ -89,7 +89,7 @@ def write_prob_json(path: str, paths: list[str], probs: torch.Tensor, labels: to
     os.replace(tmp, path)
 
 
-def test_model(model, args, out_prefix: str) -> dict:
+def multicrop_test(model, args, out_prefix: str) -> dict:
     """Run the views, gather over ranks, report center/five/ten accuracies and write the JSONs (rank 0)."""
     warnings = DataWarnings()
     videos, clip_probs, clip_labels = run_views(model, args, warnings)
