@@ -281,6 +281,23 @@ def test_pretrain_item_same_frames_for_anchor_and_positive(frames_data):
     assert frames_a[0] != frames_n[0] and len(frames_a) == 8
 
 
+def test_original_frame_layouts(tmp_path):
+    """The authors' lists (their absolute paths; only the basename is used under --frame_root) with the original
+    templates img_%05d.jpg (HMDB51) and frame%06d.jpg (UCF101 jpegs_256) are read; a wrong template is an error."""
+    for template, name in (("img_{:05d}.jpg", "brush_hair_x"), ("frame{:06d}.jpg", "v_ApplyEyeMakeup_g08_c01")):
+        write_video_frames(str(tmp_path / "frames" / name), 12, 1, template)
+        listing = tmp_path / f"{name}.txt"
+        listing.write_text(f"/home/wjp/Data/somewhere/{name} 12 0\n")
+        entries = D.read_list(str(listing), frame_root=str(tmp_path / "frames"))
+        assert entries[0].path == str(tmp_path / "frames" / name)
+        reader = D.build_reader(entries, None, 32, DataWarnings())
+        assert reader.template == template
+        frames = reader(entries[0], [1, 5, 12])
+        assert frames.shape[0] == 3 and [int(round(f[:2, :2, 2].mean() / 4)) for f in frames] == [1, 5, 12]
+        with pytest.raises(UserError, match="no first frame"):
+            D.build_reader(entries, "image_{:05d}.jpg", 32, DataWarnings())
+
+
 def test_memory_moco_logits_queue_and_loss():
     torch.manual_seed(0)
     contrast = MemoryMoCo(4, 10, K=5, T=0.5, use_softmax=True)
@@ -550,7 +567,7 @@ def test_ddp_two_gloo_processes(frames_data, tmp_path):
     out = tmp_path / "ddp"
     proc = run_py(
         "train_temporal_dis.py",
-        pretrain_args(frames_data, out, "--gpus", "0,1", "--device", "cpu", "--batch_size", "4", "--save_freq", "100"),
+        pretrain_args(frames_data, out, "--gpus", "0,1", "--device", "cpu", "--batch_size", "4", "--epochs", "1"),
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 process(es)" in proc.stdout and "gloo" in proc.stdout

@@ -49,12 +49,13 @@ def build_clip_encoder(ckpt: str | None = None, **overrides) -> VTDLClipEncoder:
     cfg = {"arch": "i3d", "data_length": 16, "stride": 4, "spatial_size": 224, "r2p1d_layers": "2,2,2,2", "seed": 0}
     cfg.update({k: saved[k] for k in cfg if k in saved})
     cfg.update(overrides)
-    torch.manual_seed(int(cfg["seed"]))
     r2p1d_layers = cfg["r2p1d_layers"]
     if state and cfg["arch"] == "r2p1d" and "r2p1d_layers" not in overrides:
         r2p1d_layers = r2p1d_layers if any(".blocks." in k for k in state) else "1,1,1,1"
-    backbone = build_backbone(cfg["arch"], with_classifier=False, r2p1d_layers=r2p1d_layers)
-    backbone.apply(weights_init)
+    with torch.random.fork_rng():  # a reproducible random init without touching the caller's RNG
+        torch.manual_seed(int(cfg["seed"]))
+        backbone = build_backbone(cfg["arch"], with_classifier=False, r2p1d_layers=r2p1d_layers)
+        backbone.apply(weights_init)
     if ckpt:
         load_weight(backbone, ckpt, cfg["arch"])
     encoder = VTDLClipEncoder(backbone, int(cfg["data_length"]), int(cfg["stride"]), int(cfg["spatial_size"]))

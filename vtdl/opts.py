@@ -57,7 +57,6 @@ def _common_new_flags(parser, pretrain: bool) -> None:
         default=0 if pretrain else 1,
         help="base seed (the fine-tune original called torch.manual_seed(1))",
     )
-    g.add_argument("--amp_dtype", default="bf16", choices=["bf16", "fp16"], help="autocast dtype on CUDA for --amp")
     g.add_argument("--channels_last", action="store_true", help="channels_last_3d memory format (CUDA speed)")
     g.add_argument("--no_tensorboard", action="store_true", help="do not write TensorBoard scalars")
     g.add_argument("--iters_per_epoch", type=int, default=0, help="cap iterations per epoch (0: whole list; smoke)")

@@ -50,10 +50,9 @@ def setup_process(args) -> None:
 
 
 def autocast(args):
-    """bf16 (or fp16) autocast on CUDA with --amp; a no-op elsewhere."""
+    """bf16 autocast on CUDA with --amp (no loss scaling needed); a no-op elsewhere."""
     if getattr(args, "amp", False) and args.device.type == "cuda":
-        dtype = torch.bfloat16 if args.amp_dtype == "bf16" else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
+        return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
