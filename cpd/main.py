@@ -142,12 +142,13 @@ def build_pretraining_data(args, warnings):
 def main_pretraining(args):
     # ------------------------------------------------------------------ set-up
     utils.init_process(args)
-    seed_everything(args.manual_seed, args.rank)
     log_run_header(args, args.result_path, "opts.json")
     batch, workers = utils.per_process(args)
     warnings = DataWarnings()
     train_set, val_set = build_pretraining_data(args, warnings)
+    seed_everything(args.manual_seed)  # identical weights and memory banks on every rank (DDP skips the banks)
     model = build_model(args, len(train_set)).to(args.device)
+    seed_everything(args.manual_seed, args.rank)  # then per-rank streams (noise draws, dropout)
     if args.channels_last:
         model.visual_encoder.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.SGD(
@@ -167,7 +168,7 @@ def main_pretraining(args):
     ddp_model = utils.wrap_ddp(model, args, ignore=MEMORY_BUFFERS)
     sampler = EpochSampler(len(train_set), shuffle=True, seed=args.manual_seed, drop_last=True, batch_size=batch)
     loader = build_loader(train_set, batch, sampler, workers, collate_skip_none, drop_last=True)
-    val_loader = None
+    val_loader = val_sampler = None
     if val_set is not None:
         val_sampler = EpochSampler(len(val_set), shuffle=False, seed=args.manual_seed, batch_size=batch)
         val_loader = build_loader(val_set, batch, val_sampler, workers, collate_skip_none)
@@ -214,6 +215,7 @@ def main_pretraining(args):
             writer.add_scalar("scalar/train_loss", stats.get("loss", 0), epoch)
             writer.add_scalar("scalar/train_acc", stats.get("acc", 0), epoch)
         if val_loader is not None:
+            val_sampler.set_epoch(epoch)  # a new random clip/crop/flip per epoch, as the original
             val_stats = validate(ddp_model, val_loader, args)
             print(
                 f"Epoch [{epoch}] validation: text->video recall@1 {val_stats['recall@1']:.2f} "

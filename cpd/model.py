@@ -105,13 +105,14 @@ class CPD(nn.Module):
         f_t = self.encode_text(t, updbert)  # B, D
         if idx is None:
             return f_v, f_t
-        sel = self.sample_noise(idx)  # B, K+1
-        out_v = self._scores(self.text_memory, f_v, sel)  # video anchor vs text memory
-        out_t = self._scores(self.vis_memory, f_t, sel)  # text anchor vs video memory
-        self._set_z(self.Z_v, out_v, "Z_v")
-        self._set_z(self.Z_t, out_t, "Z_t")
-        out_v, out_t = torch.div(out_v, self.Z_v), torch.div(out_t, self.Z_t)
-        self.update_memory(f_v, f_t, idx)
+        with torch.autocast(v.device.type, enabled=False):  # scores, Z and memory in float32 under --amp
+            sel = self.sample_noise(idx)  # B, K+1
+            out_v = self._scores(self.text_memory, f_v, sel)  # video anchor vs text memory
+            out_t = self._scores(self.vis_memory, f_t, sel)  # text anchor vs video memory
+            self._set_z(self.Z_v, out_v, "Z_v")
+            self._set_z(self.Z_t, out_t, "Z_t")
+            out_v, out_t = torch.div(out_v, self.Z_v), torch.div(out_t, self.Z_t)
+            self.update_memory(f_v, f_t, idx)
         return out_v, out_t
 
 

