@@ -176,7 +176,7 @@ class TrainTransform:
         clip = TF.rotate(clip, angle, interpolation=TF.InterpolationMode.NEAREST)
         clip = T.RandomCrop(self.size)(clip, rng)
         clip = self.composed(clip, rng) if self.jitter == "composed" else one_of_four_jitter(clip, rng)
-        return T.to_cthw(T.normalize(T.to_float(clip)))
+        return T.normalize(clip, to_cthw=True)  # uint8 -> float [C, T, H, W]
 
 
 class TestTransform:
@@ -186,7 +186,7 @@ class TestTransform:
         self.size = size
 
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
-        return T.to_cthw(T.normalize(T.to_float(T.center_crop(clip, self.size))))
+        return T.normalize(T.center_crop(clip, self.size), to_cthw=True)
 
 
 def to_tchw(frames: np.ndarray) -> torch.Tensor:
