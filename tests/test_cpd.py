@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import DistilBertConfig, DistilBertModel
 
-from cpd import reference as R
+from cpd import recipe_b as R
 from cpd.dataset import InstagramDataset, UcfHmdb, jitter_range, random_crop, short_side_scale, uniform_crop
 from cpd.decoder import decode_clip, source_indices
 from cpd.loss import cpd_loss, nce_loss
@@ -26,10 +26,8 @@ from cpd.text import encode_caption, load_text_encoder, load_tokenizer
 from shared_utils.checkpoint import load_state_dict_reported, save_checkpoint, strip_prefix
 from shared_utils.cli import UserError
 
-SPECS = "/work/shared/specs"
-HERE = os.path.dirname(os.path.abspath(__file__))
-SPEC_DIR = SPECS if os.path.isdir(SPECS) else os.path.join(HERE, "..", "..", "shared", "specs")
-needs_specs = pytest.mark.skipif(not os.path.isdir(SPEC_DIR), reason="spec companion files not available")
+# The spec's companion files (state-dict layouts, values measured on the original code), vendored with the package.
+SPEC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cpd", "reference")
 
 
 def spec_json(name):
@@ -152,7 +150,6 @@ def test_parser_bad_flag_exits_2(capsys):
 # ----------------------------------------------------------------------------------------------- state dicts
 
 
-@needs_specs
 def test_resnet_state_dicts_match_keys_json():
     keys, info = spec_json("cpd_keys.json"), spec_json("cpd_reference_values.json")["info"]
     for depth in (10, 18, 34, 50):
@@ -171,7 +168,6 @@ def _zeros_like_layout(layout):
     return {k: torch.zeros(()).expand(s) for k, s in layout.items()}
 
 
-@needs_specs
 def test_cpd_state_dict_and_released_checkpoint_layouts(tmp_path):
     keys, info = spec_json("cpd_keys.json"), spec_json("cpd_reference_values.json")["info"]["cpd_pretrain"]
     with torch.device("meta"):  # names, shapes and counts only: no memory, no init time
@@ -253,7 +249,6 @@ def test_nce_loss_matches_float64_formula():
     assert loss.item() == pytest.approx(sum(terms.values()), rel=1e-6)
 
 
-@needs_specs
 def test_recipe_b_reference_values():
     """The spec's implementation-independent check (§13 Recipe B): forward, Z, loss within 1e-5, grads, memory."""
     ref = spec_json("cpd_reference_values.json")["recipe_B_deterministic"]
@@ -300,7 +295,6 @@ def test_recipe_b_reference_values():
     assert logits.argmax(1).tolist() == ft_ref["argmax"]
 
 
-@needs_specs
 @pytest.mark.slow
 def test_recipe_b_eval_and_updbert_and_recipe_a():
     ref = spec_json("cpd_reference_values.json")
@@ -365,7 +359,6 @@ def test_text_model_offline_errors(tmp_path):
         load_text_encoder(str(tmp_path / "empty"))
 
 
-@needs_specs
 def test_tokenisation_matches_original_ids(tiny_text_model):
     ids = spec_json("cpd_reference_values.json")["caption_token_ids"]
     tok = load_tokenizer(tiny_text_model)
@@ -400,7 +393,6 @@ def _frame_ids(frames):
     return [int(round(f[..., 0].mean() / 12)) + 20 * int(round(f[..., 1].mean() / 8)) for f in frames]
 
 
-@needs_specs
 def test_decoder_frame_indices_match_original(tmp_path):
     ref = spec_json("cpd_reference_values.json")["decoder_frame_indices"]
     cases = [("mp4_30fps_600", 600, 30, "libx264", "mp4"), ("avi_25fps_200", 200, 25, "ffv1", "avi")]
