@@ -32,6 +32,7 @@ if [ "$SMOKE" = "1" ]; then
   # a third of split 1's training videos (4 per class) keeps the CPU pretraining to a few minutes
   awk 'NR % 3 == 1' "$RAW/ucfTrainTestlist/trainlist01.txt" > "$RUN/pretrain_list.txt"
   TINY=(-a r2plus1d_18 -fpc 8 -cs 32 -j 2 --seed 0 -p 2 --exact_dirs)
+  TINY+=(--metadata_cache "$RUN/video_metadata.json")  # probe cache outside the shared synthetic dataset
   PRE=("$RAW" --train_subdir UCF-101 --video_exts avi --train_list "$RUN/pretrain_list.txt" "${TINY[@]}"
        -b 8 --moco-k 128 --lr 0.03 --schedule 120 160)
   # phase 1: D alone (no generator, no frame dropping) -> netD/checkpoint_0001.pth.tar

@@ -40,7 +40,8 @@ TINY = "-a mc3_18 -fpc 4 -cs 16 --moco-dim 16 -j 0 --seed 0 -p 1 --exact_dirs --
 
 def pretrain_argv(data, out, *extra, frames=False) -> list[str]:
     source = [str(data.frame_root), "--train_subdir", ".", "--data_format", "frames"] if frames else [
-        str(data.raw_root), "--train_subdir", "UCF-101", "--video_exts", "avi"
+        str(data.raw_root), "--train_subdir", "UCF-101", "--video_exts", "avi",
+        "--metadata_cache", str(out / "probe_cache.json"),  # the session dataset stays untouched
     ]  # fmt: skip
     trainlist = str(data.split_dir / "trainlist01.txt")  # 12 videos -> 2 iterations of 6
     dirs = ["--log_dir", str(out / "log"), "--ckp_dir", str(out / "ckp")]
@@ -108,6 +109,7 @@ def test_two_d_only_then_two_adversarial_iterations_then_eval(synth_dataset, tmp
         "--video_dir", str(synth_dataset.video_root), "--split_dir", str(synth_dataset.split_dir),
         "-fpc", "4", "-cs", "16", "-b", "6", "--epochs", "1", "-cpv", "2", "--train_clips_per_video", "1",
         "-j", "0", "--seed", "0", "--exact_dirs", "--log_dir", str(tmp_path / "elog"), "--ckp_dir", str(tmp_path / "eckp"),
+        "--metadata_cache", str(tmp_path / "probe_cache.json"),
     ]  # fmt: skip
     env = dict(os.environ, TQDM_DISABLE="1")
     result = subprocess.run(
@@ -121,6 +123,8 @@ def test_two_d_only_then_two_adversarial_iterations_then_eval(synth_dataset, tmp
     assert test_line.endswith("8 of 8 listed videos") and " * Acc@1 " in result.stdout
     assert (tmp_path / "eckp" / "checkpoint_0001.pth.tar").is_file()
     assert (tmp_path / "eckp" / "best_checkpoint.pth.tar").is_file()
+    assert len(json.load(open(tmp_path / "probe_cache.json"))) == 20  # train + test videos of split 1, probed once
+    assert not list(synth_dataset.video_root.glob("*.json"))
     record = json.loads(open(tmp_path / "elog" / "log.txt").read().splitlines()[-1])
     assert record["test_videos"] == 8 and 0 <= record["test_acc1"] <= 100
 

@@ -64,8 +64,12 @@ def make_entries(paths, labels, data_format: str, template: str, warnings: DataW
     return entries
 
 
-def metadata_cache(folder: str, fallback_dir: str) -> str:
-    """Probe cache next to the videos (as the original's metadata file) or, if read-only, in fallback_dir."""
+def metadata_cache(folder: str, fallback_dir: str, path: str = "") -> str:
+    """The video probe cache: `path` if given, else next to the videos (as the original's metadata file) or, if
+    that folder is read-only, in fallback_dir."""
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return path
     target = folder if os.access(folder, os.W_OK) else fallback_dir
     os.makedirs(target, exist_ok=True)
     return os.path.join(target, "videomoco_video_metadata.json")

@@ -84,20 +84,26 @@ def dataset_paths(args) -> tuple[str, str]:
 
 
 def build_split_data(args, split: int, ckp_dir: str, warnings: DataWarnings):
+    """{'train'|'test': (readable entries, number listed, classes)}; the videos of both lists are probed at once."""
     video_dir, split_dir = dataset_paths(args)
     read_split = ucf101_split if args.dataset == "ucf101" else hmdb51_split
-    cache = metadata_cache(video_dir, ckp_dir) if args.data_format == "video" else None
+    cache = metadata_cache(video_dir, ckp_dir, args.metadata_cache) if args.data_format == "video" else None
+    lists = {mode: read_split(video_dir, split_dir, split, mode == "train", args.data_format, warnings)
+             for mode in ("train", "test")}  # fmt: skip
+    paths = lists["train"][0] + lists["test"][0]
+    if not dist.is_main_process():
+        dist.barrier()  # rank 0 probes first and writes the cache
+    entries = make_entries(paths, lists["train"][1] + lists["test"][1], args.data_format, args.frame_template,
+                           warnings, cache)  # fmt: skip
+    if dist.is_main_process():
+        dist.barrier()
+    by_path = {entry.path: entry for entry in entries}
     sets = {}
-    for mode in ("train", "test"):
-        paths, labels, classes = read_split(video_dir, split_dir, split, mode == "train", args.data_format, warnings)
-        if not dist.is_main_process():
-            dist.barrier()
-        entries = make_entries(paths, labels, args.data_format, args.frame_template, warnings, cache)
-        if dist.is_main_process():
-            dist.barrier()
-        if not entries:
+    for mode, (mode_paths, _, classes) in lists.items():
+        readable = [by_path[path] for path in mode_paths if path in by_path]
+        if not readable:
             fail(f"split {split}: no readable {mode} videos under '{video_dir}'")
-        sets[mode] = (entries, len(paths), classes)
+        sets[mode] = (readable, len(mode_paths), classes)
     return sets
 
 

@@ -101,6 +101,97 @@ def _modern_flags(parser) -> None:
     )
 
 
+def _videomoco_flags(p) -> None:
+    """The paper's two parts and the spec's configurable quirks (additions; defaults = released code)."""
+    g = p.add_argument_group("VideoMoCo options (additions; defaults reproduce the released code)")
+    g.add_argument(
+        "--adversarial_start_epoch",
+        default=100,
+        type=int,
+        help="epochs before this one train D alone (no generator, no frame dropping); the README's "
+        "100-epoch D initialisation. 0 = adversarial from the start",
+    )
+    g.add_argument(
+        "--no_generator",
+        action="store_true",
+        help="never use the generator (plain MoCo queries); with --no_temporal_decay: plain MoCo",
+    )
+    g.add_argument("--no_temporal_decay", action="store_true", help="no decay of queue keys (t = 1)")
+    g.add_argument(
+        "--no_decay_in_d_only",
+        action="store_true",
+        help="switch the decay off during the D-only phase (the original does not say)",
+    )
+    g.add_argument(
+        "--decay_mode",
+        default="code",
+        choices=("code", "paper"),
+        help="code: negatives exp(t^age q.k/T), age in iterations (released); paper: Eq. 6, "
+        "t^i exp(q.k/T) with i the key's position counted from the newest",
+    )
+    g.add_argument(
+        "--g_grad",
+        default="released",
+        choices=("released", "pure"),
+        help="released: G is stepped with grad(L_G + L_D) as the released code does; pure: grad(L_G)",
+    )
+    g.add_argument("--drop_ratio", default=0.25, type=float, help="fraction of frames dropped (8 of 32)")
+    g.add_argument(
+        "--drop_select",
+        default="lowest",
+        choices=("lowest", "highest"),
+        help="drop the frames with the lowest (released code) or highest generator scores",
+    )
+    g.add_argument("--g_loss_weight", default=100.0, type=float, help="L_G = -w * L1(q_fake, q_real)")
+    g.add_argument(
+        "--two_clips",
+        action="store_true",
+        help="query and key from two independent clips of the video (released: the same frames)",
+    )
+    g.add_argument(
+        "--aug_per_frame",
+        action="store_true",
+        help="draw GPU augmentation parameters per frame, as kornia did on the flattened clips "
+        "of the released code (default: one draw per clip)",
+    )
+
+
+def _data_flags(p) -> None:
+    """Data layouts and run control (additions)."""
+    d = p.add_argument_group("data and run control (additions)")
+    d.add_argument(
+        "--train_subdir",
+        default="train",
+        help="videos are read from DATA/<train_subdir>/<class>/ ('.' for DATA itself)",
+    )
+    d.add_argument("--video_exts", default="mp4", help="comma-separated video extensions (original: mp4)")
+    d.add_argument(
+        "--train_list",
+        default="",
+        help="pretrain only on the videos of this list ('Class/file.avi ...' lines, e.g. UCF101's trainlist01.txt)",
+    )
+    d.add_argument(
+        "--data_format",
+        default="video",
+        choices=("video", "frames"),
+        help="video files decoded with PyAV, or frame folders <class>/<video>/image_%%05d.jpg",
+    )
+    d.add_argument("--frame_template", default="image_{:05d}.jpg", help="frame file names (1-based)")
+    d.add_argument(
+        "--metadata_cache",
+        default="",
+        help="video probe cache file (default: videomoco_video_metadata.json next to the videos, or in the "
+        "checkpoint folder when that is read-only)",
+    )
+    d.add_argument("--save_freq", default=10, type=int, help="write checkpoint_%%04d.pth.tar every N epochs")
+    d.add_argument(
+        "--save_every_iters",
+        default=1000,
+        type=int,
+        help="refresh the latest checkpoint every N iterations (mid-epoch resume); 0: epoch ends only",
+    )
+
+
 def get_args_parser(add_help: bool = True) -> ArgumentParser:
     """Flags of the pretraining script (`train.py`)."""
     p = ArgumentParser(description="VideoMoCo pretraining", add_help=add_help, allow_abbrev=True)
@@ -188,87 +279,55 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
     p.add_argument("--moco-t", "--moco_t", dest="moco_t", default=0.07, type=float, help="softmax temperature")
     p.add_argument("--mlp", action="store_true", help="use mlp head")
     p.add_argument("--aug_plus", action="store_true", help="use moco v2 data augmentation")
-    # ------------------------------------------------------------------ additions: the paper's two parts
-    g = p.add_argument_group("VideoMoCo options (additions; defaults reproduce the released code)")
-    g.add_argument(
-        "--adversarial_start_epoch",
-        default=100,
-        type=int,
-        help="epochs before this one train D alone (no generator, no frame dropping); the README's "
-        "100-epoch D initialisation. 0 = adversarial from the start",
+    _videomoco_flags(p)
+    _data_flags(p)
+    _modern_flags(p)
+    return p
+
+
+def _eval_additions(p) -> None:
+    """Datasets, splits, layouts and protocol choice of the evaluation (additions)."""
+    a = p.add_argument_group("evaluation options (additions)")
+    a.add_argument("--dataset", default="ucf101", choices=("ucf101", "hmdb51"), help="evaluation dataset")
+    a.add_argument(
+        "--split",
+        "--fold",
+        dest="split",
+        default="1",
+        choices=("1", "2", "3", "all"),
+        help="official split (original: 1); 'all' runs the three and reports the mean",
     )
-    g.add_argument(
-        "--no_generator",
-        action="store_true",
-        help="never use the generator (plain MoCo queries); with --no_temporal_decay: plain MoCo",
+    a.add_argument(
+        "--video_dir", default=None, help="class folders of videos (UCF-101/ or HMDB51's), overriding DATA/data"
     )
-    g.add_argument("--no_temporal_decay", action="store_true", help="no decay of queue keys (t = 1)")
-    g.add_argument(
-        "--no_decay_in_d_only",
-        action="store_true",
-        help="switch the decay off during the D-only phase (the original does not say)",
+    a.add_argument(
+        "--split_dir",
+        default=None,
+        help="official split files (ucfTrainTestlist/ or testTrainMulti_7030_splits/), overriding DATA/anno",
     )
-    g.add_argument(
-        "--decay_mode",
-        default="code",
-        choices=("code", "paper"),
-        help="code: negatives exp(t^age q.k/T), age in iterations (released); paper: Eq. 6, "
-        "t^i exp(q.k/T) with i the key's position counted from the newest",
-    )
-    g.add_argument(
-        "--g_grad",
-        default="released",
-        choices=("released", "pure"),
-        help="released: G is stepped with grad(L_G + L_D) as the released code does; pure: grad(L_G)",
-    )
-    g.add_argument("--drop_ratio", default=0.25, type=float, help="fraction of frames dropped (8 of 32)")
-    g.add_argument(
-        "--drop_select",
-        default="lowest",
-        choices=("lowest", "highest"),
-        help="drop the frames with the lowest (released code) or highest generator scores",
-    )
-    g.add_argument("--g_loss_weight", default=100.0, type=float, help="L_G = -w * L1(q_fake, q_real)")
-    g.add_argument(
-        "--two_clips",
-        action="store_true",
-        help="query and key from two independent clips of the video (released: the same frames)",
-    )
-    g.add_argument(
-        "--aug_per_frame",
-        action="store_true",
-        help="draw GPU augmentation parameters per frame, as kornia did on the flattened clips "
-        "of the released code (default: one draw per clip)",
-    )
-    # ------------------------------------------------------------------ additions: data and run control
-    d = p.add_argument_group("data and run control (additions)")
-    d.add_argument(
-        "--train_subdir",
-        default="train",
-        help="videos are read from DATA/<train_subdir>/<class>/ ('.' for DATA itself)",
-    )
-    d.add_argument("--video_exts", default="mp4", help="comma-separated video extensions (original: mp4)")
-    d.add_argument(
-        "--train_list",
-        default="",
-        help="pretrain only on the videos of this list ('Class/file.avi ...' lines, e.g. UCF101's trainlist01.txt)",
-    )
-    d.add_argument(
+    a.add_argument(
         "--data_format",
         default="video",
         choices=("video", "frames"),
-        help="video files decoded with PyAV, or frame folders <class>/<video>/image_%%05d.jpg",
+        help="videos decoded with PyAV, or frame folders <Class>/<video stem>/image_%%05d.jpg",
     )
-    d.add_argument("--frame_template", default="image_{:05d}.jpg", help="frame file names (1-based)")
-    d.add_argument("--save_freq", default=10, type=int, help="write checkpoint_%%04d.pth.tar every N epochs")
-    d.add_argument(
-        "--save_every_iters",
-        default=1000,
-        type=int,
-        help="refresh the latest checkpoint every N iterations (mid-epoch resume); 0: epoch ends only",
+    a.add_argument("--frame_template", default="image_{:05d}.jpg", help="frame file names (1-based)")
+    a.add_argument(
+        "--metadata_cache",
+        default="",
+        help="video probe cache file (default: videomoco_video_metadata.json next to the videos, or in the "
+        "checkpoint folder when that is read-only)",
     )
-    _modern_flags(p)
-    return p
+    a.add_argument(
+        "--protocol",
+        default="videomoco-eval",
+        choices=("videomoco-eval", "standard"),
+        help="videomoco-eval: the released recipe (BN in eval mode while fine-tuning, test crop "
+        "without resize); standard: BN in train mode, test frames resized to the crop first",
+    )
+    a.add_argument(
+        "--train_clips_per_video", default=10, type=int, help="random training clips per video and epoch (original: 10)"
+    )
 
 
 def get_eval_args_parser(add_help: bool = True) -> ArgumentParser:
@@ -339,41 +398,6 @@ def get_eval_args_parser(add_help: bool = True) -> ArgumentParser:
     p.add_argument("-e", "--evaluate", dest="evaluate", action="store_true", help="only run the test loop")
     _dist_flags(p, hyphen=True)
     p.add_argument("--pretrained", default="", type=str, help="path to a VideoMoCo (D) checkpoint")
-    # ------------------------------------------------------------------ additions
-    a = p.add_argument_group("evaluation options (additions)")
-    a.add_argument("--dataset", default="ucf101", choices=("ucf101", "hmdb51"), help="evaluation dataset")
-    a.add_argument(
-        "--split",
-        "--fold",
-        dest="split",
-        default="1",
-        choices=("1", "2", "3", "all"),
-        help="official split (original: 1); 'all' runs the three and reports the mean",
-    )
-    a.add_argument(
-        "--video_dir", default=None, help="class folders of videos (UCF-101/ or HMDB51's), overriding DATA/data"
-    )
-    a.add_argument(
-        "--split_dir",
-        default=None,
-        help="official split files (ucfTrainTestlist/ or testTrainMulti_7030_splits/), overriding DATA/anno",
-    )
-    a.add_argument(
-        "--data_format",
-        default="video",
-        choices=("video", "frames"),
-        help="videos decoded with PyAV, or frame folders <Class>/<video stem>/image_%%05d.jpg",
-    )
-    a.add_argument("--frame_template", default="image_{:05d}.jpg", help="frame file names (1-based)")
-    a.add_argument(
-        "--protocol",
-        default="videomoco-eval",
-        choices=("videomoco-eval", "standard"),
-        help="videomoco-eval: the released recipe (BN in eval mode while fine-tuning, test crop "
-        "without resize); standard: BN in train mode, test frames resized to the crop first",
-    )
-    a.add_argument(
-        "--train_clips_per_video", default=10, type=int, help="random training clips per video and epoch (original: 10)"
-    )
+    _eval_additions(p)
     _modern_flags(p)
     return p

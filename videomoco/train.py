@@ -130,7 +130,7 @@ def build_data(args, ckp_dir: str, per_process_batch: int, seed: int):
         paths, labels, _ = read_ucf_list(root, args.train_list, args.data_format, warnings)
     else:
         paths, labels, _ = find_items(root, args.data_format, exts, args.frame_template)
-    cache = metadata_cache(root, ckp_dir) if args.data_format == "video" else None
+    cache = metadata_cache(root, ckp_dir, args.metadata_cache) if args.data_format == "video" else None
     if not dist.is_main_process():
         dist.barrier()  # rank 0 probes the videos first and writes the cache
     entries = require_entries(
