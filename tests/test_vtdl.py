@@ -634,3 +634,14 @@ def test_kinetics_videos_decoded_with_pyav(tmp_path):
     data = D.PretrainDataset(entries, reader, D.TrainTransform(32), clip_len=8, stride=2, range_len=8)
     (anchor, positive, negative), label, _ = data[(1, 7)]
     assert anchor.shape == positive.shape == negative.shape == (3, 8, 32, 32) and label == 5
+
+
+def test_benchmark_train_step_updates_the_query_encoder():
+    from vtdl.benchmark import build_train_step
+
+    step, info = build_train_step(torch.device("cpu"), batch_size=2, spatial_size=32, frames=8)
+    weights = [p for p in info["model"].parameters() if p.ndim > 1]  # conv / linear weights
+    before = [p.detach().clone() for p in weights]
+    loss = step()
+    assert torch.isfinite(loss) and loss.ndim == 0 and info["batch_size"] == 2
+    assert all(not torch.equal(a, p) for a, p in zip(before, weights))
