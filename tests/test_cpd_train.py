@@ -4,6 +4,7 @@ the text-encoder curriculum, exact resume (memory banks included), DDP with 2 gl
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -289,3 +290,24 @@ def test_clear_errors(data, tmp_path):
     flags = f"--phase finetuning --dataset ucf101 --video_path {tmp_path / 'missing'} --dataset_file {data['split']}"
     run = subprocess.run([sys.executable, "main.py", *flags.split()], cwd=CPD_DIR, capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "--video_path not found" in run.stderr
+
+
+def test_benchmark_train_step_learns_and_keeps_text_frozen():
+    """bench/train_step.py's hook at a toy size: finite loss, the video side and heads move, the text encoder does
+    not in stage I but does with updbert; the info names the configuration."""
+    from cpd.benchmark import build_train_step
+
+    for updbert in (False, True):
+        step, info = build_train_step(
+            torch.device("cpu"), 2, channels_last=updbert, model_depth=10, sample_duration=4, sample_size=32,
+            nce_k=32, n_data=16, text_model="tiny", updbert=updbert,
+        )  # fmt: skip
+        model = step.model
+        before = {k: v.clone() for k, v in model.named_parameters()}
+        losses = [step().item() for _ in range(2)]
+        assert all(math.isfinite(x) for x in losses) and losses[0] != losses[1]
+        moved = {k for k, v in model.named_parameters() if not torch.equal(v, before[k])}
+        assert "visual_encoder.conv1.weight" in moved and "vis_emb.weight" in moved and "text_emb.0.weight" in moved
+        text_moved = any(k.startswith("textual_encoder.") for k in moved)
+        assert text_moved == updbert
+        assert info["method"] == "cpd" and info["batch_size"] == 2 and "ResNet-10-A 4x32px" in info["config"]
