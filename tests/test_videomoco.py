@@ -50,10 +50,9 @@ def one_thread(monkeypatch):
     torch.set_num_threads(threads)
 
 
-SPECS = os.path.join(os.path.dirname(REPO), "shared", "specs")
-KEYS = os.path.join(SPECS, "videomoco_keys.json")
-REFS = os.path.join(SPECS, "videomoco_reference_values.json")
-needs_specs = pytest.mark.skipif(not os.path.isfile(KEYS), reason="spec companion files not available")
+REFERENCE = os.path.join(REPO, "videomoco", "reference")  # copies of the spec's companion JSONs
+KEYS = os.path.join(REFERENCE, "videomoco_keys.json")
+REFS = os.path.join(REFERENCE, "videomoco_reference_values.json")
 
 README_TRAIN = (
     "--log_dir L --ckp_dir C -a r2plus1d_18 --lr 0.005 -fpc 32 -b 32 -j 128 --epochs 200 --schedule 120 160 "
@@ -140,7 +139,6 @@ def test_parser_accepts_readme_command_with_original_defaults():
 # --------------------------------------------------------------------------------------------------- state dicts
 
 
-@needs_specs
 def test_state_dicts_and_released_layouts_match_keys_json(tmp_path):
     want = json.load(open(KEYS))
     assert shapes(MaskGenerator()) == want["netG_MaskGenerator"]
@@ -175,7 +173,6 @@ def test_state_dicts_and_released_layouts_match_keys_json(tmp_path):
 # --------------------------------------------------------------------------------------------------- generator
 
 
-@needs_specs
 def test_generator_reference_recipe_b():
     ref = json.load(open(REFS))["numcheck"]["B_deterministic_t0.99999"]
     G = MaskGenerator()
@@ -295,6 +292,31 @@ def test_learning_rate_schedules():
     args.cos, args.warmup = False, True
     assert adjust_learning_rate([opt], 60, args) == pytest.approx(0.0025 + 60 * 0.0025 / 120)
     assert [adjust_learning_rate([opt], e, args) for e in (120, 160)] == pytest.approx([0.005, 5e-4])
+
+
+# --------------------------------------------------------------------------------------------------- benchmark hook
+
+
+@pytest.mark.parametrize("adversarial", [False, True])
+def test_benchmark_train_step_updates_d_and_queue_and_g(adversarial):
+    from videomoco.benchmark import build_train_step
+
+    step, info = build_train_step(
+        torch.device("cpu"), 1, adversarial=adversarial, arch="mc3_18", frame_per_clip=4, crop_size=16, moco_k=8,
+        moco_dim=16,
+    )  # fmt: skip
+    assert info["method"] == "videomoco" and info["batch_size"] == 1 and "mc3_18 4x16px, K=8" in info["config"]
+    D = step.D
+    before_q = D.encoder_q.fc.weight.detach().clone()
+    before_k = D.encoder_k.fc.weight.detach().clone()
+    before_g = step.G.mask_generator.fc[0].weight.detach().clone() if adversarial else None
+    losses = [step(), step()]
+    assert all(loss.ndim == 0 and torch.isfinite(loss) and loss > 0 for loss in losses)
+    assert not torch.equal(D.encoder_q.fc.weight, before_q) and not torch.equal(D.encoder_k.fc.weight, before_k)
+    assert int(D.queue_ptr) == 2 and D.count.tolist() == [2, 1] + [2] * 6  # two enqueues of one key
+    assert (step.G is None) != adversarial
+    if adversarial:
+        assert not torch.equal(step.G.mask_generator.fc[0].weight, before_g)
 
 
 # --------------------------------------------------------------------------------------------------- data

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from contextlib import nullcontext
 
 if __name__ == "__main__" and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     sys.path[0] = os.path.dirname(sys.path[0])  # run as a script: import the package, not its files
@@ -215,7 +216,9 @@ def train_step(G, D_ddp, aug, batch, opt_g, opt_d, adversarial: bool, t: float, 
     x_q, x_k = aug(x_q), aug(x_k)  # B, 3, T, H, W (normalised)
     if args.channels_last and args.device.type == "cuda":
         x_q, x_k = (x.contiguous(memory_format=torch.channels_last_3d) for x in (x_q, x_k))
-    with torch.autocast(device_type=args.device.type, dtype=torch.bfloat16, enabled=args.amp_enabled):
+    # no autocast context at all without --amp, so a caller's own autocast (the benchmark's) stays in force
+    autocast = torch.autocast(args.device.type, dtype=torch.bfloat16) if args.amp_enabled else nullcontext()
+    with autocast:
         if adversarial:
             x_fake, _ = G(x_q)
             q, q_real, logits, labels = D_ddp(x_fake, x_k, t, im_q_real=x_q)
