@@ -3,6 +3,7 @@ loaders, experiment folders, checkpoints and exact resume."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -153,6 +154,30 @@ def write_text_log(path: str, message: str) -> None:
     if dist.is_main_process():
         with open(path, "a") as handle:
             handle.write(message + "\n")
+
+
+def _logged_epoch(line: str) -> float:
+    """The epoch of one log.txt line; a line cut short by a kill counts as not logged."""
+    try:
+        return json.loads(line).get("epoch", float("inf")) if line.endswith("\n") else float("inf")
+    except json.JSONDecodeError:
+        return float("inf")
+
+
+def trim_json_log(path: str, start_epoch: int) -> None:
+    """On resume, drop the JSON lines of epochs the checkpoint does not cover (a run killed between writing an
+    epoch's line and its checkpoint re-runs that epoch), so every epoch is logged exactly once."""
+    if not dist.is_main_process() or not os.path.isfile(path):
+        return
+    with open(path) as handle:
+        lines = handle.readlines()
+    kept = [line for line in lines if _logged_epoch(line) < start_epoch]
+    if len(kept) == len(lines):
+        return
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        handle.writelines(kept)
+    os.replace(tmp, path)
 
 
 def tb_writers(img_dir: str, enabled: bool):

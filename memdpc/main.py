@@ -188,6 +188,7 @@ def worker(args) -> None:
         restored = engine.resume(resume_path, model, optimizer, scheduler, args)
         args.start_epoch = restored.pop("start_epoch")
         run.update(restored)
+        engine.trim_json_log(os.path.join(exp, "log.txt"), args.start_epoch)
     text_log = engine.text_log_path(img_dir)
     os.makedirs(img_dir, exist_ok=True)
     engine.write_text_log(text_log, json.dumps(vars(args), default=str, sort_keys=True))
@@ -206,7 +207,6 @@ def worker(args) -> None:
         for name in METRICS:
             run["tb_train"].add_scalar(f"global/{name}", train_stats[name], epoch)
             tb_val.add_scalar(f"global/{name}", val_stats[name], epoch)
-        save(model, optimizer, scheduler, args, run, epoch, next_epoch=epoch + 1, is_best=is_best)
         record = {
             "epoch": epoch,
             "iteration": run["iteration"],
@@ -217,6 +217,8 @@ def worker(args) -> None:
             "best_acc": run["best_acc"],
         }
         append_json_line(os.path.join(exp, "log.txt"), record)
+        # after the JSON line: a run killed in between resumes before this epoch end and rewrites the line
+        save(model, optimizer, scheduler, args, run, epoch, next_epoch=epoch + 1, is_best=is_best)
         line = (
             f"Epoch: [{epoch}/{args.epochs}] Loss {train_stats['loss']:.6f} Acc {train_stats['F-top1']:.4f} | "
             f"val Loss {val_stats['loss']:.6f} Acc {val_acc:.4f} | "

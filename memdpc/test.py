@@ -247,6 +247,7 @@ def worker(args) -> None:
         restored = engine.resume(resume_path, model, optimizer, scheduler, args)
         args.start_epoch = restored.pop("start_epoch")
         run.update(restored)
+        engine.trim_json_log(os.path.join(exp, "log.txt"), args.start_epoch)
     os.makedirs(img_dir, exist_ok=True)
     text_log = engine.text_log_path(img_dir)
     engine.write_text_log(text_log, json.dumps(vars(args), default=str, sort_keys=True))
@@ -265,7 +266,6 @@ def worker(args) -> None:
         for name in ("loss", "accuracy"):
             run["tb_train"].add_scalar(f"global/{name}", train_stats[name], epoch)
             tb_val.add_scalar(f"global/{name}", val_stats[name], epoch)
-        save(model, optimizer, args, run, epoch, next_epoch=epoch + 1, is_best=is_best)
         append_json_line(
             os.path.join(exp, "log.txt"),
             {
@@ -278,6 +278,8 @@ def worker(args) -> None:
                 "time": round(time.time() - start_time, 2),
             },
         )
+        # after the JSON line: a run killed in between resumes before this epoch end and rewrites the line
+        save(model, optimizer, args, run, epoch, next_epoch=epoch + 1, is_best=is_best)
         line = (
             f"Epoch: [{epoch}/{args.epochs}] Loss {train_stats['loss']:.4f} Acc {train_stats['accuracy']:.4f} | "
             f"val Loss {val_stats['loss']:.4f} Acc {val_stats['accuracy']:.4f} | "

@@ -302,6 +302,30 @@ def test_lr_multiplier_fixed_and_legacy():
     assert legacy == pytest.approx([1, 1, 0.1, 0.1, 0.1, 0.1])  # the released code never reaches 0.01
 
 
+def test_json_log_is_trimmed_to_the_epochs_a_resumed_checkpoint_covers(tmp_path):
+    log = tmp_path / "log.txt"
+    log.write_text('{"epoch": 0, "train_loss": 1.0}\n{"epoch": 1, "train_loss": 2.0}\n{"epoch": 2, "tra')
+    engine.trim_json_log(str(log), 1)  # resuming inside epoch 1: its line and the cut-off line go
+    assert log.read_text() == '{"epoch": 0, "train_loss": 1.0}\n'
+    engine.trim_json_log(str(log), 5)
+    assert log.read_text() == '{"epoch": 0, "train_loss": 1.0}\n'
+
+
+def test_benchmark_train_step_updates_the_model():
+    import memdpc.benchmark as bench
+
+    # the issue's s/iter configuration is the default; a tiny one here
+    assert bench.CONFIG == {"net": "resnet18", "img_dim": 128, "num_seq": 8, "seq_len": 5, "pred_step": 3,
+                            "mem_size": 1024}  # fmt: skip
+    step, info = bench.build_train_step(torch.device("cpu"), batch_size=1, img_dim=32, num_seq=4, pred_step=1)
+    assert info["method"] == "memdpc" and info["batch_size"] == 1 and "batch 1" in info["config"]
+    before = {k: v.clone() for k, v in step.model.state_dict().items()}
+    loss = step()
+    assert loss.dim() == 0 and torch.isfinite(loss) and not loss.requires_grad
+    changed = [k for k, v in step.model.state_dict().items() if not torch.equal(v, before[k])]
+    assert "mb" in changed and "backbone.conv1.weight" in changed and "network_pred.2.weight" in changed
+
+
 # --------------------------------------------------------------------------------------------------- sampling
 
 
