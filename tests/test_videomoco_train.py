@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from argparse import Namespace
 
 import pytest
@@ -222,3 +223,39 @@ def test_multiprocessing_distributed_flag_runs_two_cpu_processes(synth_dataset, 
     ckpt = load_checkpoint(tmp_path / "ckp" / "netD" / "checkpoint_0001.pth.tar")
     assert ckpt["args"]["world_size"] == 2 and ckpt["args"]["distributed"] and len(ckpt["rng"]) == 2
     assert int(ckpt["state_dict"]["module.queue_ptr"]) == 0 and ckpt["global_step"] == 2  # 12 videos / (2 x 3)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_same_command_resumes_to_the_uninterrupted_result(synth_dataset, tmp_path):
+    """--save_every_iters 1 refreshes netD/checkpoint.pth.tar after every iteration; after SIGKILL the same command
+    resumes from it (DataLoader workers on) and ends with the weights, queue, ages and optimizers of a run that was
+    never interrupted."""
+    common = ("--epochs", "2", "--adversarial_start_epoch", "1", "-b", "3", "--save_every_iters", "1", "-j", "2")
+    env = dict(os.environ, TQDM_DISABLE="1", OMP_NUM_THREADS="1")
+
+    def command(out):
+        return [sys.executable, "videomoco/train.py", *pretrain_argv(synth_dataset, out, *common, frames=True)]
+
+    assert subprocess.run(command(tmp_path / "a"), cwd=REPO, env=env, capture_output=True).returncode == 0
+    latest = tmp_path / "b" / "ckp" / "netD" / "checkpoint.pth.tar"
+    proc = subprocess.Popen(command(tmp_path / "b"), cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+    try:
+        while proc.poll() is None:  # kill inside the adversarial epoch (4 iterations of 3 videos)
+            time.sleep(0.05)
+            if latest.is_file():
+                state = load_checkpoint(latest)
+                if (state["epoch"], state["iteration"]) >= (1, 1):
+                    break
+        proc.kill()  # SIGKILL
+    finally:
+        proc.wait()
+    assert proc.returncode == -9
+    partial = load_checkpoint(latest)
+    assert partial["epoch"] == 1 and 1 <= partial["iteration"] < 4  # the kill came mid-epoch
+    resumed = subprocess.run(command(tmp_path / "b"), cwd=REPO, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"starting at epoch 1, iteration {partial['iteration']}" in resumed.stdout
+    a = load_checkpoint(tmp_path / "a" / "ckp" / "netD" / "checkpoint_0002.pth.tar")
+    b = load_checkpoint(tmp_path / "b" / "ckp" / "netD" / "checkpoint_0002.pth.tar")
+    for key in ("state_dict", "generator", "optimizer", "optimizer_g", "count", "global_step"):
+        assert_same_tensors(a[key], b[key], key)  # state_dict holds the queue and queue_ptr
