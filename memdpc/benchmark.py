@@ -24,9 +24,10 @@ CONFIG = {"net": "resnet18", "img_dim": 128, "num_seq": 8, "seq_len": 5, "pred_s
 
 
 def build_train_step(
-    device: torch.device, batch_size: int = 2, channels_last: bool = False, **overrides
+    device: torch.device, batch_size: int = 4, channels_last: bool = False, **overrides
 ) -> tuple[Callable[[], torch.Tensor], dict]:
-    """One full pretraining iteration (forward, dense predictive loss, backward, Adam step) on a fixed random batch.
+    """One full pretraining iteration (forward, dense predictive loss, backward, Adam step) on a fixed random batch;
+    batch_size defaults to the issue's 4 (the per-GPU batch of main.py).
 
     overrides (net, img_dim, num_seq, seq_len, pred_step, mem_size) change the configuration, for tiny tests only.
     Returns (step, info); step() returns the detached loss.

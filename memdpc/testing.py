@@ -43,17 +43,25 @@ def clips_of_view(frames: torch.Tensor, clip_idx: torch.Tensor, transform, num_s
 @torch.no_grad()
 def score_video(model, frames, clip_idx, transforms, args) -> tuple[torch.Tensor, torch.Tensor]:
     """(per-view video probabilities [V, C], first view's per-clip probabilities [K, C])."""
-    per_view, first = [], None
-    for transform in transforms:
-        clips = clips_of_view(frames, clip_idx, transform, args.num_seq)
-        logits = []
-        for chunk in clips.split(max(args.test_batch, 1)):
+    # the views' clips go through in shared batches of --test_batch (eval mode: batching changes no clip's output),
+    # built one view at a time so that memory stays ~ one view + one batch even for long videos
+    logits, pending = [], []
+
+    def flush(final: bool) -> None:
+        while pending and (final or sum(len(c) for c in pending) >= args.test_batch):
+            batch = torch.cat(pending)
+            chunk, rest = batch[: max(args.test_batch, 1)], batch[max(args.test_batch, 1) :]
+            pending[:] = [rest] if len(rest) else []
             with engine.autocast(args):
-                logits.append(model(chunk.to(args.device, non_blocking=True))[0].float())
-        prob = F.softmax(torch.cat(logits), dim=2).mean(dim=1)  # K, C (mean over the output steps)
-        first = prob if first is None else first
-        per_view.append(prob.mean(dim=0))
-    return torch.stack(per_view).cpu(), first.cpu()
+                logits.append(model(chunk.to(args.device, non_blocking=True))[0].float().cpu())
+
+    for transform in transforms:
+        pending.append(clips_of_view(frames, clip_idx, transform, args.num_seq))  # K, N, C, SL, d, d
+        flush(final=False)
+    flush(final=True)
+    prob = F.softmax(torch.cat(logits), dim=2).mean(dim=1)  # V*K, C (mean over the output steps)
+    prob = prob.reshape(len(transforms), clip_idx.shape[0], -1)  # V, K, C
+    return prob.mean(dim=1), prob[0]
 
 
 def run_views(model, args, warnings: DataWarnings) -> tuple[dict, list, list]:

@@ -30,11 +30,12 @@ if [ "$SMOKE" = 1 ]; then
   SYN="$DATA_ROOT/synth"
   PY="$PY" bash "$REPO/scripts/prepare_synth.sh" "$SYN"  # idempotent: finished steps are skipped
   LISTS="$SYN/lists"; DATASET=ucf101
-  COMMON="--gpu cpu -j 2 --net resnet18 --img_dim 64 --num_seq 5 --seq_len 5 --ds 1 --batch_size 4 --print_freq 4"
-  PRE_FLAGS="$COMMON --dataset ucf101 --pred_step 2 --epochs 3 --iters_per_epoch 8"
-  FT_FLAGS="$COMMON --train_what ft --epochs 3 --iters_per_epoch 8 --dropout 0.5"
+  # 4 blocks x 5 frames at stride 2 (40 of the 48 synthetic frames, one test clip per video), 32 px
+  COMMON="--gpu cpu -j 2 --net resnet18 --img_dim 32 --num_seq 4 --seq_len 5 --ds 2 --batch_size 4 --print_freq 4"
+  PRE_FLAGS="$COMMON --dataset ucf101 --pred_step 2 --epochs 2 --iters_per_epoch 8"
+  FT_FLAGS="$COMMON --train_what ft --epochs 2 --iters_per_epoch 8 --dropout 0.5"
   TEST_FLAGS="$COMMON --test_batch 32"
-  PRE_EPOCH=2
+  PRE_EPOCH=1
 else
   [ -d "$DATA_ROOT/UCF-101" ] || die "missing $DATA_ROOT/UCF-101 (see the layout at the top of $0)"
   [ -d "$DATA_ROOT/ucfTrainTestlist" ] || die "missing $DATA_ROOT/ucfTrainTestlist"

@@ -399,3 +399,27 @@ def test_test_views_are_deterministic_normalised_crops():
     out_a, out_b = view(clip, None), view(clip, None)
     assert torch.equal(out_a, out_b) and out_a.min() < 0  # normalised (the original forgot), no random jitter
     assert len(VIEWS["ten"]) == 10 and VIEWS["five"] == VIEWS["ten"][:5] and VIEWS["center"] == VIEWS["ten"][:1]
+
+
+def test_views_share_test_batches_without_changing_any_score():
+    """score_video batches the clips of all views together; the per-view video scores equal view-by-view passes."""
+    import argparse
+
+    from memdpc.testing import clips_of_view, score_video
+
+    torch.manual_seed(0)
+    model = LC(32, num_seq=2, seq_len=5, num_class=3, dropout=0.5).eval()
+    frames = torch.randint(0, 256, (14, 3, 40, 48), dtype=torch.uint8)
+    clip_idx = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [4, 5, 6, 7, 8, 9, 10, 11, 12, 13]])  # K=2 clips
+    transforms = [view_transform(32, pos, flip) for pos, flip in (VIEWS["ten"][0], VIEWS["ten"][4], VIEWS["ten"][5])]
+    expected = []
+    with torch.no_grad():
+        for transform in transforms:
+            logits = model(clips_of_view(frames, clip_idx, transform, 2))[0]  # K, 1, C
+            expected.append(torch.softmax(logits, dim=2).mean(dim=1))
+    for test_batch in (1, 4):
+        args = argparse.Namespace(test_batch=test_batch, amp=False, device=torch.device("cpu"), num_seq=2)
+        views, first = score_video(model, frames, clip_idx, transforms, args)
+        assert views.shape == (3, 3) and first.shape == (2, 3)
+        assert torch.allclose(views, torch.stack([e.mean(dim=0) for e in expected]), atol=1e-5)
+        assert torch.allclose(first, expected[0], atol=1e-5)

@@ -34,8 +34,9 @@ def one_thread():
 
 
 MEMDPC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "memdpc")
-# A tiny configuration: 4 blocks of 5 frames at stride 1 (20 of the 40 synthetic frames), 32 px, 1 predicted step.
-TINY = "--gpu cpu -j 0 --img_dim 32 --num_seq 4 --seq_len 5 --ds 1 --batch_size 2 --print_freq 1 --seed 0".split()
+# A tiny configuration: 3 blocks of 5 frames at stride 2 (30 of the 40 synthetic frames: one test clip per video),
+# 32 px, 1 predicted step.
+TINY = "--gpu cpu -j 0 --img_dim 32 --num_seq 3 --seq_len 5 --ds 2 --batch_size 2 --print_freq 1 --seed 0".split()
 
 
 def pretrain_args(data, out, *extra):
@@ -59,7 +60,7 @@ def run_script(script, *flags):
 # --------------------------------------------------------------------------------------------------- pipeline
 
 
-def test_cli_pipeline_pretrain_finetune_ten_crop_test(synth_dataset, tmp_path):
+def test_cli_pipeline_pretrain_finetune_ten_crop_test(synth_dataset, tmp_path, capsys):
     lists = str(synth_dataset.list_dir)
     out = run_script("main.py", *TINY, "--pred_step", "1", "--csv_root", lists, "--epochs", "1",
                      "--iters_per_epoch", "2", "--output_dir", str(tmp_path / "pre"))  # fmt: skip
@@ -71,9 +72,11 @@ def test_cli_pipeline_pretrain_finetune_ten_crop_test(synth_dataset, tmp_path):
     for writer in ("train", "val"):
         assert any(n.startswith("events.out.tfevents") for n in os.listdir(tmp_path / "pre" / "img" / writer))
 
-    out = run_script("test.py", *TINY, "--csv_root", lists, "--epochs", "1", "--iters_per_epoch", "2",
-                     "--train_what", "ft", "--pretrain", str(model_dir / "epoch0.pth.tar"),
-                     "--output_dir", str(tmp_path / "ft"))  # fmt: skip
+    flags = [*TINY, "--csv_root", lists, "--epochs", "1", "--iters_per_epoch", "2", "--train_what", "ft",
+             "--pretrain", str(model_dir / "epoch0.pth.tar"), "--output_dir", str(tmp_path / "ft"), "--no_tensorboard"]  # fmt: skip
+    capsys.readouterr()
+    eval_main.main(get_eval_args_parser().parse_args(flags))  # in-process (the scripts' own start-up is tested above/below)
+    out = capsys.readouterr().out
     # The key report: LC's final_bn/final_fc (7) are new, MemDPC's mb + network_pred.* (5) are unused.
     assert "missing 7; unexpected 5; shape mismatch 0" in out
     ckpt = tmp_path / "ft" / "model" / "model_best.pth.tar"
@@ -92,8 +95,8 @@ def test_cli_pipeline_pretrain_finetune_ten_crop_test(synth_dataset, tmp_path):
     assert acc["ten"]["videos"] == len(probs) and 0 <= acc["ten"]["top1"] <= 100
 
     encoder = build_clip_encoder(str(model_dir / "epoch0.pth.tar"))
-    assert (encoder.num_frames, encoder.frame_stride, encoder.crop_size, encoder.feature_dim) == (20, 1, 32, 512)
-    feats = encoder(torch.randint(0, 256, (2, 20, 32, 32, 3), dtype=torch.uint8))
+    assert (encoder.num_frames, encoder.frame_stride, encoder.crop_size, encoder.feature_dim) == (15, 2, 32, 512)
+    feats = encoder(torch.randint(0, 256, (2, 15, 32, 32, 3), dtype=torch.uint8))
     assert feats.shape == (2, 512) and torch.isfinite(feats).all()
 
 
@@ -104,7 +107,7 @@ def test_flow_stream_and_two_stream_fusion(synth_dataset, tmp_path):
     assert train.template == "flow_{:05d}.jpg" and train.entries[0].n_frames == synth_dataset.num_frames - 1
     assert str(synth_dataset.flow_root) in train.entries[0].path
     block, _, _ = train[(0, 1)]
-    assert block.shape == (4, 3, 5, 32, 32)
+    assert block.shape == (3, 3, 5, 32, 32)
 
     results = {}
     for modality in ("rgb", "flow"):
