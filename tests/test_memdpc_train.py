@@ -75,7 +75,8 @@ def test_cli_pipeline_pretrain_finetune_ten_crop_test(synth_dataset, tmp_path, c
     flags = [*TINY, "--csv_root", lists, "--epochs", "1", "--iters_per_epoch", "2", "--train_what", "ft",
              "--pretrain", str(model_dir / "epoch0.pth.tar"), "--output_dir", str(tmp_path / "ft"), "--no_tensorboard"]  # fmt: skip
     capsys.readouterr()
-    eval_main.main(get_eval_args_parser().parse_args(flags))  # in-process (the scripts' own start-up is tested above/below)
+    # in-process (the scripts' own start-up is tested above and below)
+    eval_main.main(get_eval_args_parser().parse_args(flags))
     out = capsys.readouterr().out
     # The key report: LC's final_bn/final_fc (7) are new, MemDPC's mb + network_pred.* (5) are unused.
     assert "missing 7; unexpected 5; shape mismatch 0" in out
