@@ -134,5 +134,10 @@ def run(clips: int = 96, clip_len: int = 16, size: int = 128, root: str | None =
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=96)
+    parser.add_argument("--out", default="", help="also write the results to this JSON file")
     args = parser.parse_args()
-    print(json.dumps(run(args.clips), indent=2))
+    results = run(args.clips)
+    print(json.dumps(results, indent=2))
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(results, handle, indent=1)

@@ -46,5 +46,10 @@ def run(frames: int = 48, classes: int = 8, per_class: tuple[int, int] = (12, 4)
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no_flow", action="store_true")
+    parser.add_argument("--out", default="", help="also write the results to this JSON file")
     args = parser.parse_args()
-    print(json.dumps(run(with_flow=not args.no_flow), indent=2))
+    results = run(with_flow=not args.no_flow)
+    print(json.dumps(results, indent=2))
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(results, handle, indent=1)

@@ -30,11 +30,12 @@ class CPDClipEncoder(nn.Module):
         return self.backbone.forward_features(x.contiguous())
 
 
-def build_clip_encoder(ckpt: str | None = None, **overrides) -> CPDClipEncoder:
+def build_clip_encoder(ckpt: str | None = None, load_weights: bool = True, **overrides) -> CPDClipEncoder:
     """The CPD visual encoder in eval mode. `ckpt`: a pretraining checkpoint of cpd/main.py or the authors'
     (`visual_encoder.*`), or a fine-tuning one (bare ResNet keys; its fc is dropped); None = random init.
     overrides: model_depth, resnet_shortcut, num_frames, frame_stride, crop_size (default: the checkpoint's args;
-    frame_stride = --stride_size, the original's step at a 30-fps reference)."""
+    frame_stride = --stride_size, the original's step at a 30-fps reference). load_weights=False: that
+    architecture and geometry, randomly initialised."""
     config, state = dict(DEFAULTS), None
     if ckpt is not None:
         loaded = load_checkpoint(ckpt)
@@ -50,6 +51,6 @@ def build_clip_encoder(ckpt: str | None = None, **overrides) -> CPDClipEncoder:
         int(overrides.get("frame_stride", config["stride_size"])),
         int(overrides.get("crop_size", config["sample_size"])),
     )
-    if state is not None:
+    if state is not None and load_weights:
         load_state_dict_reported(encoder.backbone, state, strict=True, name=f"cpd encoder '{ckpt}'")
     return encoder.eval()

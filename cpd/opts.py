@@ -97,6 +97,12 @@ def _added_flags(parser: ArgumentParser) -> None:
     add("--num_test_crops", type=int, default=3, help="spatial crops per test clip")
     add("--zs_template", type=str, default="{}", help="zero-shot prompt; {} = class name in words")
     add("--amp", action="store_true", help="bf16 autocast on CUDA (no-op on CPU)")
+    add(
+        "--nproc_per_node",
+        type=int,
+        default=None,
+        help="processes per node under --multiprocessing-distributed (default: visible GPUs, or 1 on the CPU: gloo)",
+    )
     add("--channels_last", action="store_true", help="channels_last_3d memory format on CUDA")
     add("--no_tensorboard", action="store_true", help="do not write tensorboard events")
     add("--save_every_iters", type=int, default=0, help="also write checkpoint.pth every N iterations (0: epoch ends)")

@@ -81,7 +81,7 @@ def launch(worker, args) -> None:
     (--world-size nodes, --rank node rank); torchrun works too; otherwise one process (GPU or CPU)."""
     use_cuda = torch.cuda.is_available() and not args.no_cuda
     if args.multiprocessing_distributed and "RANK" not in os.environ:
-        nprocs = torch.cuda.device_count() if use_cuda else 1
+        nprocs = args.nproc_per_node or (torch.cuda.device_count() if use_cuda else 1)
         nnodes = max(args.world_size, 1)
         url = args.dist_url if args.dist_url.startswith("tcp://") and nnodes > 1 else None
         dist.launch(worker, args, nprocs, dist_url=url, nnodes=nnodes, node_rank=max(args.rank, 0))

@@ -186,10 +186,13 @@ def first_item(batch: list):
 
 
 def keep_long_enough(entries: list[VideoEntry], span: int, what: str) -> list[VideoEntry]:
-    """The original keeps a video only if n_frames - L > 0 (train and val)."""
+    """The original keeps a video only if n_frames - L > 0 (train and val); the ones left out are counted aloud."""
     kept = [e for e in entries if e.n_frames - span > 0]
     if not kept:
         fail(f"no {what} video has more than {span} frames (num_seq x seq_len x ds); use a smaller --ds/--num_seq")
+    if len(kept) < len(entries):
+        print(f"note: {len(entries) - len(kept)} {what} video(s) of at most {span} frames (one clip) left out, "
+              "as the original does")  # fmt: skip
     return kept
 
 

@@ -136,10 +136,9 @@ def make_loader(dataset, args, shuffle: bool, seed: int, drop_last: bool = True,
 
 
 def epoch_steps(loader, args) -> int:
-    """Iterations in one full epoch (after the --iters_per_epoch cap)."""
-    full = (
-        len(loader.sampler) // loader.batch_size if loader.drop_last else -(-len(loader.sampler) // loader.batch_size)
-    )
+    """Iterations in one full epoch (after the --iters_per_epoch cap), also while a resumed epoch skips its start."""
+    items = loader.sampler.epoch_length()
+    full = items // loader.batch_size if loader.drop_last else -(-items // loader.batch_size)
     return min(full, args.iters_per_epoch) if args.iters_per_epoch > 0 else full
 
 
@@ -261,14 +260,3 @@ def resume(path: str, model, optimizer, scheduler, args) -> dict:
         "best_acc": float(ckpt.get("best_acc", 0.0) or 0.0),
         "meters": ckpt.get("meters") or {},
     }
-
-
-def restore_meters(metric_logger, saved: dict) -> None:
-    """Put back the running epoch averages of a mid-epoch checkpoint (so the epoch's JSON line is unchanged)."""
-    for name, (total, count) in saved.items():
-        meter = metric_logger.meters[name]
-        meter.total, meter.count = float(total), int(count)
-
-
-def meter_totals(metric_logger) -> dict:
-    return {name: [m.total, m.count] for name, m in metric_logger.meters.items()}

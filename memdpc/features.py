@@ -46,10 +46,11 @@ def _infer_net(state: dict) -> str:
     return "resnet34" if "backbone.layer1.2.conv1.weight" in state else "resnet18"
 
 
-def build_clip_encoder(ckpt: str | None = None, **overrides) -> MemDPCClipEncoder:
+def build_clip_encoder(ckpt: str | None = None, load_weights: bool = True, **overrides) -> MemDPCClipEncoder:
     """ckpt=None: random initialisation; else a checkpoint of memdpc/main.py or memdpc/test.py, or the authors'
     released layout. The checkpoint's saved args (net, img_dim, num_seq, seq_len, ds) are the defaults; overrides
-    win. Prints the key report; fails if backbone or GRU weights are missing."""
+    win. Prints the key report; fails if backbone or GRU weights are missing. load_weights=False: the checkpoint's
+    architecture and geometry, randomly initialised (the random-init baseline of the same encoder)."""
     config, state = dict(DEFAULTS), None
     if ckpt:
         checkpoint = load_checkpoint(ckpt)
@@ -63,7 +64,7 @@ def build_clip_encoder(ckpt: str | None = None, **overrides) -> MemDPCClipEncode
         fail(f"unknown MemDPC encoder override(s): {', '.join(sorted(unknown))} (known: {', '.join(DEFAULTS)})")
     config.update(overrides)
     lc = LC(config["img_dim"], config["num_seq"], config["seq_len"], config["net"], dropout=0.0, num_class=1)
-    if state is not None:
+    if state is not None and load_weights:
         report = load_state_dict_reported(lc, state, strict=False, name=f"memdpc encoder '{ckpt}'")
         missing = [k for k in report.missing + [m[0] for m in report.mismatched] if k.startswith(("backbone.", "agg_"))]
         if missing:

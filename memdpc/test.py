@@ -98,7 +98,7 @@ def set_train_mode(model, args) -> None:
 def train_one_epoch(model, loader, optimizer, epoch, args, run) -> dict:
     set_train_mode(model, args)
     metric_logger = MetricLogger()
-    engine.restore_meters(metric_logger, run.pop("meters", {}))
+    metric_logger.restore_totals(run.pop("meters", {}))
     start, total = run["epoch_step"], engine.epoch_steps(loader, args)
     batches = itertools.islice(loader, max(total - start, 0))
     header = f"Epoch: [{epoch}]"
@@ -129,7 +129,7 @@ def train_one_epoch(model, loader, optimizer, epoch, args, run) -> dict:
                 epoch,
                 next_epoch=epoch,
                 epoch_step=i + 1,
-                meters=engine.meter_totals(metric_logger),
+                meters=metric_logger.totals(),
             )
     run["epoch_step"] = 0
     metric_logger.synchronize_between_processes()

@@ -41,7 +41,7 @@ else
   [ -d "$DATA_ROOT/ucfTrainTestlist" ] || die "missing $DATA_ROOT/ucfTrainTestlist"
   LISTS="$DATA_ROOT/lists"
   "$PY" -m process_data.extract_frames --video_root "$DATA_ROOT/UCF-101" --frame_root "$DATA_ROOT/frames/ucf101" \
-    --short_side 128 --flow -j 16
+    --short_side 128 --flow --flow_root "$DATA_ROOT/flow/ucf101" -j 16
   "$PY" -m process_data.write_splits --dataset ucf101 --split_dir "$DATA_ROOT/ucfTrainTestlist" \
     --frame_root "$DATA_ROOT/frames/ucf101" --out "$LISTS"
   if [ "$PRETRAIN" = k400 ]; then

@@ -117,6 +117,10 @@ class EpochSampler(Sampler):
     def set_start_iteration(self, iteration: int) -> None:
         self.start = int(iteration) * self.batch_size
 
+    def epoch_length(self) -> int:
+        """Items this rank draws in a whole epoch; len() counts only what is left after set_start_iteration."""
+        return self._per_rank()
+
     def _per_rank(self) -> int:
         if self.drop_last:
             return self.num_samples // self.world_size

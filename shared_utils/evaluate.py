@@ -203,6 +203,11 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
     parser.add_argument("--temperature", type=float, default=0.07, help="kNN voting temperature")
     parser.add_argument("--out", default="results", help="folder for results.jsonl, results.md, features cache")
     parser.add_argument("--label", default="", help="row name in the results table (default: method + ckpt)")
+    parser.add_argument(
+        "--random_init",
+        action="store_true",
+        help="the baseline: --ckpt's architecture and clip geometry with its weights NOT loaded (random init)",
+    )
     parser.add_argument("--no_cache", action="store_true")
     return parser
 
@@ -294,27 +299,38 @@ def plot_results(jsonl_path: str, png_path: str) -> None:
     plt.close(fig)
 
 
+def default_label(args) -> str:
+    if not args.ckpt:
+        return f"{args.method}:random-init"
+    name = os.path.basename(args.ckpt)
+    return f"{args.method}:{name} random-init" if args.random_init else f"{args.method}:{name}"
+
+
 def evaluate(args) -> dict:
     """Extract (or load cached) features for train and test, score them, write JSON/markdown/PNG."""
     start = time.time()
     features_module = importlib.import_module(f"{args.method}.features")
-    encoder = features_module.build_clip_encoder(args.ckpt or None, **parse_overrides(args.override))
+    encoder = features_module.build_clip_encoder(
+        args.ckpt or None, load_weights=not args.random_init, **parse_overrides(args.override)
+    )
     train_entries, test_entries, classes = load_split(args.list_dir, args.dataset, args.split)
+    weights_hash = "random-init" if args.random_init else file_hash(args.ckpt or None)
     ckpt_hash = (
-        file_hash(args.ckpt or None) + "-" + hashlib.sha1(json.dumps(sorted(args.override)).encode()).hexdigest()[:6]
+        weights_hash + "-" + hashlib.sha1(json.dumps(sorted(args.override) + [args.ckpt]).encode()).hexdigest()[:6]
     )
     warnings = DataWarnings()
     train = cached_features(encoder, train_entries, args, ckpt_hash, "train", warnings)
     test = cached_features(encoder, test_entries, args, ckpt_hash, "test", warnings)
     results = score_features(train, test, args.temperature)
     record = {
-        "label": args.label or f"{args.method}:{os.path.basename(args.ckpt) if args.ckpt else 'random-init'}",
+        "label": args.label or default_label(args),
         "method": args.method,
         "dataset": args.dataset,
         "split": args.split,
         "num_clips": args.num_clips,
         "ckpt": args.ckpt or None,
         "ckpt_sha256": ckpt_hash,
+        "weights": "random init" if args.random_init or not args.ckpt else "checkpoint",
         "overrides": parse_overrides(args.override),
         "protocol": {
             "clip_frames": encoder.num_frames,

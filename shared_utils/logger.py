@@ -119,6 +119,16 @@ class MetricLogger:
         for meter in self.meters.values():
             meter.synchronize_between_processes()
 
+    def totals(self) -> dict[str, list[float]]:
+        """{name: [total, count]}: what a mid-epoch checkpoint stores so the resumed epoch averages stay exact."""
+        return {name: [meter.total, meter.count] for name, meter in self.meters.items()}
+
+    def restore_totals(self, saved: dict[str, list[float]]) -> None:
+        """Inverse of totals(): continue the running epoch averages of a mid-epoch checkpoint."""
+        for name, (total, count) in saved.items():
+            meter = self.meters[name]
+            meter.total, meter.count = float(total), int(count)
+
     def averages(self) -> dict[str, float]:
         return {name: meter.global_avg for name, meter in self.meters.items()}
 

@@ -238,10 +238,16 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 ENV = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1")
 
 
-def test_ddp_two_gloo_processes(data, tmp_path):
+SPAWN = ["--multiprocessing-distributed", "--nproc_per_node", "2", "--world-size", "1", "--rank", "0"]
+
+
+@pytest.mark.parametrize("launch", ["torchrun", "spawn"])
+def test_ddp_two_gloo_processes(data, tmp_path, launch):
+    """torchrun and the original's --multiprocessing-distributed (spawned, here 2 CPU processes) run the same path."""
     pre = tmp_path / "pre"
     args = pretrain_args(data, pre, "--n_epochs 1 --batch_size 4 --max_iters 1")  # 2 per process
-    run = subprocess.run(TORCHRUN + args, cwd=CPD_DIR, env=ENV, capture_output=True, text=True)
+    command = TORCHRUN + args if launch == "torchrun" else [sys.executable, "main.py", *args, *SPAWN]
+    run = subprocess.run(command, cwd=CPD_DIR, env=ENV, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     ckpt = load_checkpoint(str(pre / "save_1.pth"))
     assert len(ckpt["rng"]) == 2 and ckpt["args"]["world_size"] == 2 and ckpt["global_step"] == 1

@@ -105,6 +105,7 @@ def test_epoch_sampler_partitions_resumes_and_is_deterministic():
     resumed.set_epoch(2)
     resumed.set_start_iteration(2)
     assert list(resumed) == items[6:] and len(resumed) == 4
+    assert resumed.epoch_length() == 10  # the whole epoch, whatever was skipped (a resumed loop's step count)
     resumed.set_epoch(3)
     assert len(resumed) == 10  # the skip applies to one epoch only
 

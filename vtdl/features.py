@@ -34,11 +34,12 @@ class VTDLClipEncoder(nn.Module):
         return conv_map.mean(dim=(2, 3, 4))
 
 
-def build_clip_encoder(ckpt: str | None = None, **overrides) -> VTDLClipEncoder:
+def build_clip_encoder(ckpt: str | None = None, load_weights: bool = True, **overrides) -> VTDLClipEncoder:
     """ckpt: a VTDL pretraining checkpoint (ours or the authors' `ckpt_epoch_*.pth`) or a fine-tuned one; None
     gives the same architecture with the original's random initialisation. overrides: arch, data_length
     (num_frames), stride (frame_stride), spatial_size (crop_size), r2p1d_layers, seed; defaults come from the
-    checkpoint's saved args (pretraining: i3d, 16 frames, stride 4, 224 px)."""
+    checkpoint's saved args (pretraining: i3d, 16 frames, stride 4, 224 px). load_weights=False: that
+    architecture and geometry, randomly initialised."""
     saved, state = {}, {}
     if ckpt:
         content = load_checkpoint(ckpt)
@@ -56,7 +57,7 @@ def build_clip_encoder(ckpt: str | None = None, **overrides) -> VTDLClipEncoder:
         torch.manual_seed(int(cfg["seed"]))
         backbone = build_backbone(cfg["arch"], with_classifier=False, r2p1d_layers=r2p1d_layers)
         backbone.apply(weights_init)
-    if ckpt:
+    if ckpt and load_weights:
         load_weight(backbone, ckpt, cfg["arch"])
     encoder = VTDLClipEncoder(backbone, int(cfg["data_length"]), int(cfg["stride"]), int(cfg["spatial_size"]))
     return encoder.eval()

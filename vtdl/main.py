@@ -123,7 +123,9 @@ def build_finetune_loader(args, list_path: str, mode: str, warnings: DataWarning
 
 def save(writer, model, optimizer, epoch: int, best_prec1: float, is_best: bool, args) -> None:
     """fine_tune_rgb_model_latest.pth.tar in the original layout ('module.base_model.' keys, epoch = epochs
-    done) plus the optimizer and RNG state; copied to ..._best.pth.tar with --model_selection best_on_test."""
+    done) plus the optimizer and every rank's RNG state; copied to ..._best.pth.tar with --model_selection
+    best_on_test. Called on every rank (the RNG gather is a collective)."""
+    rng = dist.all_gather_object(capture_rng_state())  # rank r resumes from entry r (its own dropout stream)
     if not dist.is_main_process():
         return
     bare = model.module if hasattr(model, "module") else model
@@ -133,7 +135,7 @@ def save(writer, model, optimizer, epoch: int, best_prec1: float, is_best: bool,
         "best_prec1": best_prec1,
         "state_dict": add_prefix(bare.state_dict(), "module.base_model."),
         "optimizer": optimizer.state_dict(),
-        "rng": capture_rng_state(),
+        "rng": rng,
         "args": plain_args(args),
     }
     writer.save(state, is_best=is_best and args.model_selection == "best_on_test")
@@ -147,8 +149,13 @@ def resume(path: str, model, optimizer) -> tuple[int, float]:
     bare.load_state_dict(strip_prefix(ckpt["state_dict"], ("module.", "base_model.")))
     if "optimizer" in ckpt:
         optimizer.load_state_dict(ckpt["optimizer"])
-    if "rng" in ckpt:
-        restore_rng_state(ckpt["rng"])
+    rng = ckpt.get("rng")
+    if isinstance(rng, dict):  # a single-process checkpoint
+        rng = [rng]
+    if rng and len(rng) == dist.get_world_size():
+        restore_rng_state(rng[dist.get_rank()])
+    elif rng:
+        print(f"note: the checkpoint holds RNG states for {len(rng)} processes; RNG not restored")
     print(f"=> resumed '{path}' at epoch {ckpt['epoch']}")
     return int(ckpt["epoch"]), float(ckpt.get("best_prec1", 0.0))
 

@@ -71,6 +71,7 @@ def train_one_epoch(state, loader, epoch: int, start_iter: int, args) -> str:
     """Iterate one epoch (from start_iter when resuming mid-epoch). Returns 'done' or 'stop' (--stop_at_iter)."""
     query, model_ema, contrast = state["query"], state["model_ema"], state["contrast"]
     logger = MetricLogger(delimiter="  ")
+    logger.restore_totals(state.pop("resumed_meters", {}) if start_iter else {})
     header = f"TemporalDis Train: [{epoch}]"
     query.train()
     model_ema.train()  # the original's key encoder: eval mode except BN, i.e. batch statistics
@@ -110,7 +111,9 @@ def train_one_epoch(state, loader, epoch: int, start_iter: int, args) -> str:
 
 
 def save(state, args, epochs_done: int, iteration: int = 0, epoch_file: bool = False) -> None:
-    """current.pth (+ ckpt_epoch_{e}.pth) in the original format, plus what exact resume needs."""
+    """current.pth (+ ckpt_epoch_{e}.pth) in the original format, plus what exact resume needs (every rank's RNG,
+    the running epoch meters). Called on every rank: the RNG gather is a collective."""
+    rng = dist.all_gather_object(capture_rng_state())
     if not dist.is_main_process():
         return
     encoder = state["query"].module.encoder if hasattr(state["query"], "module") else state["query"].encoder
@@ -125,7 +128,8 @@ def save(state, args, epochs_done: int, iteration: int = 0, epoch_file: bool = F
         "epoch": epochs_done,
         "iteration": iteration,
         "global_step": state["global_step"],
-        "rng": capture_rng_state(),
+        "rng": rng,
+        "meters": state["meters"].totals() if iteration and "meters" in state else {},
     }
     state["writer"].save(ckpt, epoch=epochs_done if epoch_file else None)
 
@@ -143,8 +147,12 @@ def resume(state, path: str) -> tuple[int, int]:
     state["contrast"].index = int(ckpt.get("contrast_index", 0))
     state["optimizer"].load_state_dict(ckpt["optimizer"])
     state["global_step"] = int(ckpt.get("global_step", 0))
-    if "rng" in ckpt:
-        restore_rng_state(ckpt["rng"])
+    rng = [ckpt["rng"]] if isinstance(ckpt.get("rng"), dict) else ckpt.get("rng")  # dict: an older single-rank file
+    state["resumed_meters"] = ckpt.get("meters") or {}
+    if rng and len(rng) == dist.get_world_size():
+        restore_rng_state(rng[dist.get_rank()])
+    elif rng:
+        print(f"note: the checkpoint holds RNG states for {len(rng)} processes; RNG not restored")
     else:
         print("note: checkpoint without queue pointer / RNG state (original format): the queue restarts at row 0")
     iteration = int(ckpt.get("iteration", 0))
