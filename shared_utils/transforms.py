@@ -9,6 +9,7 @@ The recipe (which steps, which parameters) belongs to each method; only the prim
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -106,6 +107,16 @@ def resize(clip: Clip, size: int | Sequence[int], interpolation: str = "bilinear
 
 
 def hflip(clip: Clip) -> Clip:
+    """Mirror every frame. A uint8 CPU clip laid out [T, H, W, C] in memory (what the frame loaders and the cv2
+    crop return, viewed as [T, C, H, W]) is flipped with OpenCV, ~2x faster than torch on that strided view."""
+    if clip.dtype == torch.uint8 and clip.device.type == "cpu" and clip.dim() == 4 and clip.shape[1] in (1, 3, 4):
+        frames = clip.permute(0, 2, 3, 1)
+        if frames.is_contiguous():
+            source = frames.numpy()
+            out = np.empty_like(source)
+            for t in range(source.shape[0]):
+                out[t] = cv2.flip(source[t], 1).reshape(out[t].shape)  # reshape: cv2 drops a single channel axis
+            return torch.from_numpy(out).permute(0, 3, 1, 2)
     return clip.flip(-1)
 
 
@@ -167,6 +178,15 @@ def to_float(clip: Clip) -> Clip:
     return clip.float().div_(255.0) if clip.dtype == torch.uint8 else clip
 
 
+@functools.lru_cache(maxsize=16)
+def _affine(mean: tuple[float, ...], std: tuple[float, ...], from_uint8: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) with normalize(x) = x * scale - shift, built once per (mean, std, input range)."""
+    scale = 1.0 / torch.tensor(std, dtype=torch.float32)
+    if from_uint8:
+        scale = scale / 255.0
+    return scale, torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)
+
+
 def normalize(
     clip: Clip, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, to_cthw: bool = False
 ) -> torch.Tensor:
@@ -175,10 +195,7 @@ def normalize(
     One conversion pass into a new contiguous float32 tensor, then an in-place affine map: [T, C, H, W] in,
     [T, C, H, W] out, or [C, T, H, W] out with to_cthw=True (the permute is folded into the same copy).
     """
-    scale = 1.0 / torch.as_tensor(std, dtype=torch.float32)
-    if clip.dtype == torch.uint8:
-        scale = scale / 255.0
-    shift = torch.as_tensor(mean, dtype=torch.float32) / torch.as_tensor(std, dtype=torch.float32)
+    scale, shift = _affine(tuple(mean), tuple(std), clip.dtype == torch.uint8)
     source = clip.permute(1, 0, 2, 3) if to_cthw else clip
     out = source.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
     view = (-1, 1, 1, 1) if to_cthw else (1, -1, 1, 1)

@@ -32,7 +32,7 @@ def one_step(G, D, x_q, x_k, t):
     return p, q_fake, q_real, logits, F.cross_entropy(logits, labels), generator_loss(q_fake, q_real)
 
 
-def check(ref: dict, p, q_fake, q_real, logits, loss_d, loss_g) -> None:
+def check(ref: dict, p, q_fake, q_real, logits, loss_d, loss_g, loss_rel: float = 1e-5) -> None:
     rel = dict(rtol=1e-5, atol=2e-6)
     torch.testing.assert_close(p[0], torch.tensor(ref["generator_softmax_sample0"]), rtol=0, atol=2e-6)
     assert [torch.nonzero(r).flatten().tolist() for r in drop_mask(p, 8)] == ref["dropped_frame_indices"]
@@ -40,8 +40,7 @@ def check(ref: dict, p, q_fake, q_real, logits, loss_d, loss_g) -> None:
     torch.testing.assert_close(q_real[0, :6], torch.tensor(ref["q_real[0,:6] (normalised)"]), **rel)
     assert list(logits.shape) == ref["logits shape"]
     torch.testing.assert_close(logits[:, :4].detach(), torch.tensor(ref["logits[:, :4] (already divided by T)"]), **rel)
-    # 1e-5 relative, or one unit of the 6th decimal the references are printed with (C: 0.0434335 vs 0.043433)
-    assert loss_d.item() == pytest.approx(ref["loss_d (CE, mean over batch)"], rel=1e-5, abs=1e-6)
+    assert loss_d.item() == pytest.approx(ref["loss_d (CE, mean over batch)"], rel=loss_rel, abs=1e-6)
     assert loss_g.item() == pytest.approx(ref["loss_g (-100*L1)"], rel=1e-5, abs=1e-6)
 
 
@@ -59,7 +58,14 @@ def test_recipe_b_and_c_reference_losses():
     recipe_b_fill(G)
     D.count.copy_(torch.arange(65536, dtype=torch.int32) % 2048)
     out_c = one_step(G, D, x_q, x_k, 0.99)
-    check(reference("C_deterministic_count_mod2048_t0.99"), *out_c)
+    # Recipe C's L_D is ill-conditioned in float32: with the decay most of the 65,536 negative logits are ~0 next to
+    # a positive of ~14.2, so the softmax sum adds 65,536 terms of ~7e-7 to ~1, each rounded at float32's 6e-8
+    # spacing. The result depends on the kernel's summation order (measured: 0.0434335 on one CPU, 0.043594 on
+    # another, the original's 0.043433); the float64 value of the same logits is 0.043273. So: logits at 1e-5,
+    # L_D within the float32 summation error (1 %) of the reference, and equal to the float64 CE of our logits.
+    check(reference("C_deterministic_count_mod2048_t0.99"), *out_c, loss_rel=1e-2)
+    exact = F.cross_entropy(out_c[3].detach().double(), torch.zeros(2, dtype=torch.long)).item()
+    assert exact == pytest.approx(0.043273, rel=1e-4) and out_c[4].item() == pytest.approx(exact, rel=1e-2)
     scale = 0.99 ** (torch.arange(65536) % 2048).double()
     torch.testing.assert_close(
         out_c[3][:, 1:].double(), out_b[3][:, 1:].detach().double() * scale, rtol=1e-5, atol=1e-5

@@ -47,7 +47,7 @@ def close(values, expected, tol=1e-4):
 
 
 def test_recipe_b_pretraining_step_matches_the_original():
-    """loss 0.72126102, Ins Prob 13.3188839, grad norm 136.6108 within 1e-5 relative; SGD + EMA values."""
+    """loss 0.72126102, Ins Prob 13.3188839 within 1e-5 relative, grad norm 136.6108 within 2e-4; SGD + EMA."""
     ref, step = REF["recipeB_pretrain_step_i3d"], REF["recipeB_backward_one_sgd_step_i3d"]
     torch.set_num_threads(2)
     model = build_backbone("i3d")
@@ -76,9 +76,13 @@ def test_recipe_b_pretraining_step_matches_the_original():
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     total = math.sqrt(sum(g.double().pow(2).sum().item() for g in grads))
-    assert total == pytest.approx(step["grad_total_l2_norm"], rel=1e-5)
+    # Gradient norms carry float32 backward error ~5e-5 on any CPU: the same step in float64 gives 136.60483 and
+    # 103.62470, the reference (the original in float32) 136.6108 / 103.6344, ours on an AMD EPYC 136.5996 /
+    # 103.6230 (4e-5 / 1e-4 from the float64 values, on either side). Forward values (loss, Ins Prob, logits)
+    # agree at 1e-5; the gradients within 2e-4, which still catches any change of the loss or the graph.
+    assert total == pytest.approx(step["grad_total_l2_norm"], rel=2e-4)
     assert model.conv3d_1a_7x7.conv3d.weight.grad.norm().item() == pytest.approx(
-        step["grad conv3d_1a_7x7.conv3d.weight l2"], rel=1e-5
+        step["grad conv3d_1a_7x7.conv3d.weight l2"], rel=2e-4
     )
     assert close(model.id_head[2].bias.grad[:4].tolist(), step["grad id_head.2.bias[:4]"], 1e-5)
     assert model.cls_head[2].weight.grad is None
