@@ -225,7 +225,6 @@ def test_multiprocessing_distributed_flag_runs_two_cpu_processes(synth_dataset, 
     assert int(ckpt["state_dict"]["module.queue_ptr"]) == 0 and ckpt["global_step"] == 2  # 12 videos / (2 x 3)
 
 
-@pytest.mark.slow
 def test_kill_9_mid_epoch_then_same_command_resumes_to_the_uninterrupted_result(synth_dataset, tmp_path):
     """--save_every_iters 1 refreshes netD/checkpoint.pth.tar after every iteration; after SIGKILL the same command
     resumes from it (DataLoader workers on) and ends with the weights, queue, ages and optimizers of a run that was
