@@ -33,7 +33,7 @@ class CPDClipEncoder(nn.Module):
 def build_clip_encoder(ckpt: str | None = None, load_weights: bool = True, **overrides) -> CPDClipEncoder:
     """The CPD visual encoder in eval mode. `ckpt`: a pretraining checkpoint of cpd/main.py or the authors'
     (`visual_encoder.*`), or a fine-tuning one (bare ResNet keys; its fc is dropped); None = random init.
-    overrides: model_depth, resnet_shortcut, num_frames, frame_stride, crop_size (default: the checkpoint's args;
+    overrides: model_depth, resnet_shortcut, num_frames, frame_stride, crop_size, seed (default: the checkpoint's args;
     frame_stride = --stride_size, the original's step at a 30-fps reference). load_weights=False: that
     architecture and geometry, randomly initialised."""
     config, state = dict(DEFAULTS), None
@@ -44,13 +44,15 @@ def build_clip_encoder(ckpt: str | None = None, load_weights: bool = True, **ove
         visual = {k[len("visual_encoder.") :]: v for k, v in state.items() if k.startswith("visual_encoder.")}
         state = {k: v for k, v in (visual or state).items() if not k.startswith("fc.")}
     config.update({k: v for k, v in overrides.items() if k in DEFAULTS})
-    encoder = CPDClipEncoder(
-        int(config["model_depth"]),
-        str(config["resnet_shortcut"]),
-        int(overrides.get("num_frames", config["sample_duration"] // config["stride_size"])),
-        int(overrides.get("frame_stride", config["stride_size"])),
-        int(overrides.get("crop_size", config["sample_size"])),
-    )
+    with torch.random.fork_rng():  # a reproducible random init (the baseline) without touching the caller's RNG
+        torch.manual_seed(int(overrides.get("seed", 0)))
+        encoder = CPDClipEncoder(
+            int(config["model_depth"]),
+            str(config["resnet_shortcut"]),
+            int(overrides.get("num_frames", config["sample_duration"] // config["stride_size"])),
+            int(overrides.get("frame_stride", config["stride_size"])),
+            int(overrides.get("crop_size", config["sample_size"])),
+        )
     if state is not None and load_weights:
         load_state_dict_reported(encoder.backbone, state, strict=True, name=f"cpd encoder '{ckpt}'")
     return encoder.eval()

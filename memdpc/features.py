@@ -59,11 +59,14 @@ def build_clip_encoder(ckpt: str | None = None, load_weights: bool = True, **ove
         config.update({k: saved[k] for k in DEFAULTS if k in saved})
         if "net" not in saved:
             config["net"] = _infer_net(state)
+    seed = int(overrides.pop("seed", 0))
     unknown = set(overrides) - set(DEFAULTS)
     if unknown:
-        fail(f"unknown MemDPC encoder override(s): {', '.join(sorted(unknown))} (known: {', '.join(DEFAULTS)})")
+        fail(f"unknown MemDPC encoder override(s): {', '.join(sorted(unknown))} (known: {', '.join(DEFAULTS)}, seed)")
     config.update(overrides)
-    lc = LC(config["img_dim"], config["num_seq"], config["seq_len"], config["net"], dropout=0.0, num_class=1)
+    with torch.random.fork_rng():  # a reproducible random init (the baseline) without touching the caller's RNG
+        torch.manual_seed(seed)
+        lc = LC(config["img_dim"], config["num_seq"], config["seq_len"], config["net"], dropout=0.0, num_class=1)
     if state is not None and load_weights:
         report = load_state_dict_reported(lc, state, strict=False, name=f"memdpc encoder '{ckpt}'")
         missing = [k for k in report.missing + [m[0] for m in report.mismatched] if k.startswith(("backbone.", "agg_"))]
