@@ -57,3 +57,40 @@ def require_choice(value: str, choices: list[str] | tuple[str, ...], flag: str) 
     if value not in choices:
         fail(f"unknown {flag} '{value}' (choose from: {', '.join(choices)})")
     return value
+
+
+# ------------------------------------------------------------------------------------------ opt-in fixes
+# One convention for all four methods: the defaults run the original code's recipe; every behaviour change that
+# could have shaped a reported number is a named fix, switched on with `--fix NAME[,NAME...]` (repeatable;
+# `--fix all` turns on every fix of that entry point). Each method README's fixes table lists the names.
+
+
+def add_fix_flag(parser: argparse.ArgumentParser, fixes: dict[str, str]) -> None:
+    """Add `--fix` to `parser`; `fixes` maps each fix name to a one-line description (shown in --help)."""
+    names = sorted(fixes)
+
+    def parse(text: str) -> list[str]:
+        chosen = [part.strip() for part in text.split(",") if part.strip()]
+        if chosen == ["all"]:
+            return list(names)
+        unknown = [name for name in chosen if name not in fixes]
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown fix '{unknown[0]}' (choose from: {', '.join(names) or 'none'}, or all)"
+            )
+        return chosen
+
+    listing = "; ".join(f"{name}: {fixes[name]}" for name in names) or "none"
+    parser.add_argument(
+        "--fix",
+        type=parse,
+        action="extend",
+        default=[],
+        metavar="NAME[,NAME]",
+        help=f"opt-in fixes of the original recipe (default: none = the original's behaviour). {listing}",
+    )
+
+
+def fix_enabled(args: argparse.Namespace, name: str) -> bool:
+    """Whether the user asked for fix `name` with --fix (absent flag = faithful)."""
+    return name in (getattr(args, "fix", None) or [])

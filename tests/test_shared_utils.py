@@ -532,3 +532,19 @@ def test_metric_logger_header_and_json_lines(tmp_path, capsys):
     append_json_line(str(tmp_path / "log.txt"), {"epoch": 0, "loss": 1.5})
     append_json_line(str(tmp_path / "log.txt"), {"epoch": 1, "loss": 1.0})
     assert (tmp_path / "log.txt").read_text().splitlines() == ['{"epoch": 0, "loss": 1.5}', '{"epoch": 1, "loss": 1.0}']
+
+
+def test_fix_flag_is_opt_in_named_and_validated():
+    from shared_utils.cli import ArgumentParser, add_fix_flag, fix_enabled
+
+    parser = ArgumentParser("prog")
+    add_fix_flag(parser, {"schedule": "drop lr every milestone", "ft_lr": "backbone at lr/10"})
+    assert parser.parse_args([]).fix == [] and not fix_enabled(parser.parse_args([]), "schedule")
+    args = parser.parse_args(["--fix", "schedule", "--fix", "ft_lr"])
+    assert fix_enabled(args, "schedule") and fix_enabled(args, "ft_lr")
+    assert sorted(parser.parse_args(["--fix", "all"]).fix) == ["ft_lr", "schedule"]
+    assert parser.parse_args(["--fix", "ft_lr,schedule"]).fix == ["ft_lr", "schedule"]
+    assert parser.parse_args([]).fix == []  # the default list is never mutated by an earlier parse
+    with pytest.raises(SystemExit) as err:
+        parser.parse_args(["--fix", "nonsense"])
+    assert err.value.code == 2
