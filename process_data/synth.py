@@ -1,7 +1,7 @@
 """Synthetic motion dataset in the exact on-disk layout of the official UCF101 release.
 
     python -m process_data.synth --out data/synth_raw [--classes 8 --train_per_class 12 --test_per_class 4
-        --frames 48 --width 96 --height 72 --fps 25 --seed 0 --ext avi -j 2]
+        --frames 48 --width 96 --height 72 --fps 25 --seed 0 --ext avi --appearance_pool 4 -j 2]
 
 writes
     <out>/UCF-101/<Class>/v_<Class>_gXX_cYY.avi      real encoded videos (PyAV; mpeg4 in .avi by default)
@@ -31,7 +31,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from process_data.synth_render import CLASSES, render_video, sample_video_spec
+from process_data.synth_render import CLASSES, DEFAULT_POOL, appearance_pool, render_video, sample_video_spec
 from shared_utils.cli import ArgumentParser, fail, run_cli
 
 CODECS = {"avi": ("mpeg4", "mjpeg"), "mp4": ("libx264", "mpeg4")}
@@ -97,7 +97,8 @@ def write_video(path: str, frames: np.ndarray, fps: int, codec: str) -> None:
 def _make_video(video: SynthVideo, cfg: dict, video_dir: str, codec: str) -> str:
     """Render + encode one video (skipped when the file exists); returns its caption."""
     rng = video_rng(cfg["seed"], video)
-    spec = sample_video_spec(rng, video.cls, cfg["frames"], cfg["width"], cfg["height"], cfg["noise"])
+    pool = appearance_pool(cfg["seed"], cfg["pool"]) if cfg["pool"] else None
+    spec = sample_video_spec(rng, video.cls, cfg["frames"], cfg["width"], cfg["height"], cfg["noise"], pool=pool)
     path = os.path.join(video_dir, video.cls, video.filename)
     if not os.path.isfile(path):
         write_video(path, render_video(spec, rng), cfg["fps"], codec)
@@ -168,6 +169,7 @@ def generate(
     ext: str = "avi",
     codec: str | None = None,
     noise: float = 2.0,
+    pool: int = DEFAULT_POOL,
     workers: int = 1,
     overwrite: bool = False,
     verbose: bool = True,
@@ -177,13 +179,15 @@ def generate(
         fail(f"--classes must be in 1..{len(CLASSES)} (available motions: {', '.join(CLASSES)})")
     if train_per_class < 1 or test_per_class < 1 or frames < 2:
         fail("--train_per_class and --test_per_class must be >= 1 and --frames >= 2")
+    if pool < 0:
+        fail(f"--appearance_pool must be >= 0, got {pool}")
     if width < 16 or height < 16 or width % 2 or height % 2:
         fail(f"--width/--height must be even and >= 16 (4:2:0 video), got {width}x{height}")
     codec = codec or CODECS[ext][0]
     if codec not in CODECS[ext] or codec not in av.codecs_available:
         fail(f"codec '{codec}' is not usable for .{ext} here (choose from: {', '.join(CODECS[ext])})")
     config_keys = ("classes", "train_per_class", "test_per_class", "frames", "width", "height", "fps", "seed")
-    cfg = {k: v for k, v in locals().items() if k in config_keys} | dict(ext=ext, codec=codec, noise=noise)
+    cfg = {k: v for k, v in locals().items() if k in config_keys} | dict(ext=ext, codec=codec, noise=noise, pool=pool)
     _check_config(out, cfg, overwrite)
     start = time.perf_counter()
     videos = plan_videos(classes, train_per_class, test_per_class, ext)
@@ -234,6 +238,13 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
     p.add_argument("--ext", default="avi", choices=sorted(CODECS), help="container")
     p.add_argument("--codec", default=None, help="avi: mpeg4 (default) or mjpeg; mp4: libx264 (default) or mpeg4")
     p.add_argument("--noise", type=float, default=2.0, help="std of per-frame Gaussian pixel noise (0..255 scale)")
+    p.add_argument(
+        "--appearance_pool",
+        dest="pool",
+        type=int,
+        default=DEFAULT_POOL,
+        help="backgrounds and shape designs shared by all videos (0: every video draws its own)",
+    )
     p.add_argument("-j", "--workers", type=int, default=1, help="parallel processes (joblib)")
     p.add_argument("--overwrite", action="store_true", help="delete existing videos made with other settings")
     return p

@@ -1,10 +1,11 @@
 """Scene sampling and rendering for the synthetic motion dataset (see process_data/README.md, "Synthetic data").
 
-One video = a static textured background + 1-3 textured shapes that all perform the class's motion. Every
-motion-related quantity is written as `base + amplitude * s(u)` with the centred ramp s(u) = u/(T-1) - 1/2 on
-the frame grid u in {0..T-1}:
+One video = a static textured background + 1-3 textured shapes that all perform the class's motion; backgrounds
+and shape designs come from a small pool shared by the whole dataset, so appearance identifies neither the class
+nor the video. Every motion-related quantity is written as `base + amplitude * s(u)` with the centred ramp
+s(u) = u/(T-1) - 1/2 on the frame grid u in {0..T-1}:
 
-* the class's own coordinate uses u = t (the frame index), with sign -1 for the reverse direction;
+* the class's own coordinates use u = t (the frame index), with sign -1 for the reverse direction;
 * every other coordinate uses a fixed u = tau drawn uniformly from {0..T-1} once per video ("static jitter").
 
 Because {s(t)} is symmetric about 0 and tau has the same law as a uniformly drawn frame index, a frame taken
@@ -16,83 +17,47 @@ independently of) the class.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-# Class order is fixed: with --classes N the first N are used (opposite motions come in pairs, so every
-# prefix of even length is made of pairs that differ only in the direction of time).
+# Class order is fixed: with --classes N the first N are used. Every class is mapped onto itself by a horizontal
+# flip (the augmentation every method uses, and a symmetry of real action classes): left/right and clockwise/
+# counter-clockwise are not separate classes but a direction drawn per video, so a flip-invariant encoder is not
+# pushed to confuse classes. Up/down and in/out stay apart (no method flips vertically or reverses zoom).
 CLASSES = (
-    "TranslateLeft",
-    "TranslateRight",
-    "RotateClockwise",
-    "RotateCounterclockwise",
+    "MoveUp",
+    "MoveDown",
     "ZoomIn",
     "ZoomOut",
-    "TranslateUp",
-    "TranslateDown",
+    "MoveSideways",
+    "Spin",
+    "RiseDiagonally",
+    "SinkDiagonally",
 )
-# class -> (moving coordinate, sign). Image y points down, so a positive angle turns clockwise on screen.
+# class -> the moving coordinates with their signs; 0 = the video's own direction (+1 or -1, drawn for every
+# video whatever its class). Image y points down, so a positive angle turns clockwise on screen.
 MOTIONS = {
-    "TranslateLeft": ("x", -1),
-    "TranslateRight": ("x", 1),
-    "TranslateUp": ("y", -1),
-    "TranslateDown": ("y", 1),
-    "RotateClockwise": ("angle", 1),
-    "RotateCounterclockwise": ("angle", -1),
-    "ZoomIn": ("scale", 1),
-    "ZoomOut": ("scale", -1),
+    "MoveUp": (("y", -1),),
+    "MoveDown": (("y", 1),),
+    "ZoomIn": (("scale", 1),),
+    "ZoomOut": (("scale", -1),),
+    "MoveSideways": (("x", 0),),
+    "Spin": (("angle", 0),),
+    "RiseDiagonally": (("y", -1), ("x", 0)),
+    "SinkDiagonally": (("y", 1), ("x", 0)),
 }
-VERBS = {  # (singular, plural) phrasings per class
-    "TranslateLeft": [
-        ("slides to the left", "slide to the left"),
-        ("moves left", "move left"),
-        ("drifts leftwards", "drift leftwards"),
-        ("travels towards the left edge", "travel towards the left edge"),
-    ],
-    "TranslateRight": [
-        ("slides to the right", "slide to the right"),
-        ("moves right", "move right"),
-        ("drifts rightwards", "drift rightwards"),
-        ("travels towards the right edge", "travel towards the right edge"),
-    ],
-    "TranslateUp": [
-        ("moves up", "move up"),
-        ("rises", "rise"),
-        ("slides upwards", "slide upwards"),
-        ("drifts towards the top", "drift towards the top"),
-    ],
-    "TranslateDown": [
-        ("moves down", "move down"),
-        ("sinks", "sink"),
-        ("slides downwards", "slide downwards"),
-        ("drifts towards the bottom", "drift towards the bottom"),
-    ],
-    "RotateClockwise": [
-        ("spins clockwise", "spin clockwise"),
-        ("rotates clockwise", "rotate clockwise"),
-        ("turns clockwise", "turn clockwise"),
-        ("twirls clockwise", "twirl clockwise"),
-    ],
-    "RotateCounterclockwise": [
-        ("spins counterclockwise", "spin counterclockwise"),
-        ("rotates anticlockwise", "rotate anticlockwise"),
-        ("turns counterclockwise", "turn counterclockwise"),
-        ("twirls anticlockwise", "twirl anticlockwise"),
-    ],
-    "ZoomIn": [
-        ("grows larger", "grow larger"),
-        ("zooms in", "zoom in"),
-        ("gets bigger", "get bigger"),
-        ("expands", "expand"),
-    ],
-    "ZoomOut": [
-        ("shrinks", "shrink"),
-        ("zooms out", "zoom out"),
-        ("gets smaller", "get smaller"),
-        ("contracts", "contract"),
-    ],
+VERBS = {  # (singular, plural) phrasings per class: the words name the motion, never a direction the flip changes
+    "MoveUp": [("moves up", "move up"), ("rises", "rise"), ("slides upwards", "slide upwards")],
+    "MoveDown": [("moves down", "move down"), ("sinks", "sink"), ("slides downwards", "slide downwards")],
+    "ZoomIn": [("grows larger", "grow larger"), ("zooms in", "zoom in"), ("gets bigger", "get bigger")],
+    "ZoomOut": [("shrinks", "shrink"), ("zooms out", "zoom out"), ("gets smaller", "get smaller")],
+    "MoveSideways": [("moves sideways", "move sideways"), ("slides sideways", "slide sideways")],
+    "Spin": [("spins around", "spin around"), ("rotates", "rotate"), ("turns around", "turn around")],
+    "RiseDiagonally": [("rises diagonally", "rise diagonally"), ("moves up at a slant", "move up at a slant")],
+    "SinkDiagonally": [("sinks diagonally", "sink diagonally"), ("moves down at a slant", "move down at a slant")],
 }
 TEMPLATES = (
     "{subject} {verb} over a {bg} background",
@@ -119,10 +84,11 @@ BACKGROUNDS = {"stripes": "striped", "checker": "checkered", "speckle": "speckle
 SPRITE_RADIUS = 24  # shape sprites are drawn at this radius (px) and warped into the frame
 
 # Ranges as fractions of the short side S of the frame (defaults tuned for 96x72).
-BASE_RADIUS = (0.09, 0.14)  # shape radius at zero zoom offset
-ZOOM_AMPLITUDE = (0.50, 0.80)  # total log-scale change over the video (factor 1.65-2.2)
-SHIFT_AMPLITUDE = (0.30, 0.45)  # total translation over the video
-SPIN_DEG_PER_FRAME = (2.5, 4.5)
+BASE_RADIUS = (0.08, 0.12)  # shape radius at zero zoom offset
+ZOOM_AMPLITUDE = (0.60, 0.90)  # total log-scale change over the video (factor 1.8-2.5)
+SHIFT_AMPLITUDE = (0.40, 0.55)  # total translation over the video (~0.7 px/frame at 72 px, 48 frames)
+SPIN_DEG_PER_FRAME = (4.0, 7.0)
+DEFAULT_POOL = 4  # backgrounds and shape designs shared by all videos (0: each video draws its own)
 
 
 @dataclass
@@ -151,6 +117,7 @@ class VideoSpec:
     zoom: float  # log-scale amplitude
     spin: float  # radians per frame
     tau: dict[str, int] = field(default_factory=dict)  # static-jitter frame per coordinate
+    direction: int = 1  # +1 / -1: the sense of the motion where the class leaves it open (sideways, spin)
     noise: float = 0.0
     caption: str = ""
 
@@ -160,16 +127,22 @@ def ramp(u: float, n_frames: int) -> float:
     return u / max(n_frames - 1, 1) - 0.5
 
 
+def moving_signs(spec: VideoSpec) -> dict[str, int]:
+    """Moving coordinate -> its sign in this video (the video's own direction where the class leaves it open)."""
+    return {name: (sign or spec.direction) for name, sign in MOTIONS[spec.cls]}
+
+
 def shape_states(spec: VideoSpec, t: int) -> np.ndarray:
     """Per-shape state at frame t: float64 [n_shapes, 4] = (x, y, angle rad, log radius)."""
-    coord, sign = MOTIONS[spec.cls]
+    moving = moving_signs(spec)
 
     def offset(name: str, amplitude: float) -> float:
-        u = t if coord == name else spec.tau[name]
-        return (sign if coord == name else 1) * amplitude * ramp(u, spec.n_frames)
+        if name in moving:
+            return moving[name] * amplitude * ramp(t, spec.n_frames)
+        return amplitude * ramp(spec.tau[name], spec.n_frames)
 
     dx, dy, dz = offset("x", spec.shift), offset("y", spec.shift), offset("scale", spec.zoom)
-    da = sign * spec.spin * t if coord == "angle" else 0.0
+    da = moving["angle"] * spec.spin * t if "angle" in moving else 0.0
     return np.array([[s.cx + dx, s.cy + dy, s.angle0 + da, s.log_radius + dz] for s in spec.shapes])
 
 
@@ -240,6 +213,48 @@ def _jitter_colour(name: str, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.array(PALETTE[name], np.float32) + rng.uniform(-15, 15, 3), 0, 255)
 
 
+@dataclass(frozen=True)
+class Look:
+    """One appearance: a background (texture + colour) or a shape design (kind + colour + texture)."""
+
+    kind: str
+    colour: str
+    texture: str
+    seed: int  # seeds the pixel pattern, so the same look renders the same pixels in every video
+
+
+def _draw_background_look(rng: np.random.Generator) -> Look:
+    colour = list(PALETTE)[rng.integers(len(PALETTE))]
+    return Look("background", colour, list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))], int(rng.integers(2**31)))
+
+
+def _draw_shape_look(rng: np.random.Generator) -> Look:
+    kind, colour = SHAPES[rng.integers(len(SHAPES))], list(PALETTE)[rng.integers(len(PALETTE))]
+    return Look(kind, colour, SHAPE_TEXTURES[rng.integers(len(SHAPE_TEXTURES))], int(rng.integers(2**31)))
+
+
+def appearance_pool(seed: int, size: int) -> tuple[list[Look], list[Look]]:
+    """`size` backgrounds and `size` shape designs shared by every video of a dataset (pure function of seed):
+    with a small pool, appearance cannot tell one video from another, so instance discrimination must use motion."""
+    rng = np.random.default_rng([seed, 7919])
+    return [_draw_background_look(rng) for _ in range(size)], [_draw_shape_look(rng) for _ in range(size)]
+
+
+@functools.lru_cache(maxsize=64)
+def _background_pixels(look: Look, height: int, width: int) -> np.ndarray:
+    paint = np.random.default_rng(look.seed)
+    short = min(width, height)
+    pattern = _texture(look.texture, height, width, paint, paint.uniform(0.10, 0.22) * short)[..., None]
+    rgb = _jitter_colour(look.colour, paint)
+    return (pattern * _tone(rgb, 0.85) + (1 - pattern) * _tone(rgb, 0.6)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _sprite_pixels(look: Look) -> np.ndarray:
+    paint = np.random.default_rng(look.seed)
+    return make_sprite(look.kind, _jitter_colour(look.colour, paint), look.texture, paint)
+
+
 # ------------------------------------------------------------------------------------------------ sampling
 
 
@@ -251,30 +266,23 @@ def sample_video_spec(
     height: int,
     noise: float = 2.0,
     appearance: bool = True,
+    pool: tuple[list[Look], list[Look]] | None = None,
 ) -> VideoSpec:
-    """Draw one video of class `cls`. Every draw is class-independent except which coordinate moves.
+    """Draw one video of class `cls`. Every draw is class-independent except which coordinates move.
 
-    Pixel patterns (textures, colour jitter) come from a child generator, so `appearance=False` (no background
-    or sprites: cheap, for statistics of the geometry) yields exactly the same geometry and caption."""
+    pool: shared (backgrounds, shape designs) to pick from (None: each video draws its own looks). Pixel patterns
+    are seeded by the look, so `appearance=False` (no background or sprites: cheap, for statistics of the
+    geometry) yields exactly the same geometry and caption."""
     short = min(width, height)
-    paint = np.random.default_rng(rng.integers(2**63))
-    colours = list(PALETTE)
-    bg_colour = colours[rng.integers(len(colours))]
-    bg_texture = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
-    background = None
-    if appearance:
-        pattern = _texture(bg_texture, height, width, paint, paint.uniform(0.10, 0.22) * short)[..., None]
-        bg_rgb = _jitter_colour(bg_colour, paint)
-        background = (pattern * _tone(bg_rgb, 0.85) + (1 - pattern) * _tone(bg_rgb, 0.6)).astype(np.float32)
+    background_look = pool[0][rng.integers(len(pool[0]))] if pool else _draw_background_look(rng)
     shift = rng.uniform(*SHIFT_AMPLITUDE) * short
     zoom = rng.uniform(*ZOOM_AMPLITUDE)
     spin = np.deg2rad(rng.uniform(*SPIN_DEG_PER_FRAME))
     tau = {name: int(rng.integers(n_frames)) for name in ("x", "y", "scale")}
+    direction = int(rng.choice((-1, 1)))
     shapes = []
     for _ in range(int(rng.integers(1, 4))):
-        kind = SHAPES[rng.integers(len(SHAPES))]
-        colour = [c for c in colours if c != bg_colour][rng.integers(len(colours) - 1)]
-        texture = SHAPE_TEXTURES[rng.integers(len(SHAPE_TEXTURES))]
+        look = pool[1][rng.integers(len(pool[1]))] if pool else _draw_shape_look(rng)
         log_radius = float(np.log(rng.uniform(*BASE_RADIUS) * short))
         # The shape never leaves the frame: its circumscribed circle at the largest zoom, moved by half the
         # translation amplitude either way, stays inside. The margin does not depend on the class.
@@ -282,10 +290,13 @@ def sample_video_spec(
         cx = rng.uniform(margin, max(margin, width - margin))
         cy = rng.uniform(margin, max(margin, height - margin))
         angle0 = rng.uniform(0, 2 * np.pi)
-        sprite = make_sprite(kind, _jitter_colour(colour, paint), texture, paint) if appearance else None
-        shapes.append(ShapeSpec(kind, colour, texture, sprite, log_radius, angle0, cx, cy))
-    spec = VideoSpec(cls, n_frames, width, height, background, bg_texture, bg_colour, shapes, shift, zoom, spin, tau)
-    spec.noise = noise
+        sprite = _sprite_pixels(look) if appearance else None
+        shapes.append(ShapeSpec(look.kind, look.colour, look.texture, sprite, log_radius, angle0, cx, cy))
+    background = _background_pixels(background_look, height, width) if appearance else None
+    spec = VideoSpec(
+        cls, n_frames, width, height, background, background_look.texture, background_look.colour, shapes,
+        shift, zoom, spin, tau=tau, direction=direction, noise=noise,
+    )  # fmt: skip
     spec.caption = make_caption(spec, rng)
     return spec
 

@@ -19,7 +19,16 @@ from process_data.extract_frames import extract
 from process_data.flow import image_to_flow
 from process_data.resize_video import resize_videos
 from process_data.synth import CLASSES, generate, plan_videos, video_rng, write_video
-from process_data.synth_render import VERBS, ramp, render_frame, sample_video_spec, shape_states
+from process_data.synth_render import (
+    DEFAULT_POOL,
+    MOTIONS,
+    VERBS,
+    appearance_pool,
+    ramp,
+    render_frame,
+    sample_video_spec,
+    shape_states,
+)
 from process_data.write_splits import write_splits
 from shared_utils.cli import UserError
 from shared_utils.frames import read_class_index, read_frame_csv, read_video_list
@@ -471,7 +480,8 @@ def test_synth_is_deterministic_and_captions_describe_the_video(tmp_path):
     for line in lines(tmp_path / "a" / "captions.tsv"):
         rel, caption = line.split("\t")
         video = plan[rel]
-        spec = sample_video_spec(video_rng(7, video), video.cls, 6, 32, 24, appearance=False)
+        pool = appearance_pool(7, DEFAULT_POOL)
+        spec = sample_video_spec(video_rng(7, video), video.cls, 6, 32, 24, appearance=False, pool=pool)
         assert caption == spec.caption
         assert any(verb in caption for pair in VERBS[video.cls] for verb in pair), caption
         assert all(f"{s.colour} {s.kind}" in caption for s in spec.shapes), caption
@@ -498,11 +508,53 @@ def test_scene_state_at_a_random_time_is_class_independent():
         rest = np.concatenate([states[c] for c in CLASSES if c != cls])
         for k, name in enumerate(("x", "y", "angle", "log_radius", "n_shapes")):
             assert ks_2samp(states[cls][:, k], rest[:, k]).pvalue > 1e-3, (cls, name)
-    first = {c: np.stack([_state_at(c, i, lambda r: 0) for i in range(n)]) for c in ("TranslateLeft", "TranslateRight")}
-    assert ks_2samp(first["TranslateLeft"][:, 0], first["TranslateRight"][:, 0]).pvalue < 1e-6
-    assert first["TranslateLeft"][:, 0].mean() > first["TranslateRight"][:, 0].mean()  # left starts right of centre
+    first = {c: np.stack([_state_at(c, i, lambda r: 0) for i in range(n)]) for c in ("MoveUp", "MoveDown")}
+    assert ks_2samp(first["MoveUp"][:, 1], first["MoveDown"][:, 1]).pvalue < 1e-6
+    assert first["MoveUp"][:, 1].mean() > first["MoveDown"][:, 1].mean()  # up starts below centre (y points down)
     # the ramp is symmetric on the frame grid: s(T-1-u) = -s(u), which is what makes the time average exact
     assert all(np.isclose(ramp(47 - u, 48), -ramp(u, 48)) for u in range(48))
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_a_horizontal_flip_maps_every_class_onto_itself(cls):
+    """Every method's augmentation flips clips horizontally, so no class may be the mirror image of another: the
+    mirrored trajectory of a video is exactly the trajectory of another draw of the SAME class (direction, static
+    x-jitter frame, x position and angle mirrored: each has a mirror-symmetric law)."""
+    import dataclasses
+
+    width, frames = 96, 48
+    for index in range(6):
+        spec = sample_video_spec(np.random.default_rng([3, index]), cls, frames, width, 72, appearance=False)
+        mirrored = dataclasses.replace(
+            spec,
+            direction=-spec.direction,
+            tau=dict(spec.tau, x=frames - 1 - spec.tau["x"]),
+            shapes=[dataclasses.replace(s, cx=width - s.cx, angle0=-s.angle0) for s in spec.shapes],
+        )
+        for t in range(frames):
+            x, y, angle, log_r = shape_states(spec, t).T
+            x2, y2, angle2, log_r2 = shape_states(mirrored, t).T
+            np.testing.assert_allclose(x2, width - x, atol=1e-9)
+            np.testing.assert_allclose(np.stack([y2, -angle2, log_r2]), np.stack([y, angle, log_r]), atol=1e-9)
+    # the classes that move sideways or spin leave the sense to the video; up/down and in/out keep their sign
+    assert all(sign == 0 for name, sign in MOTIONS[cls] if name in ("x", "angle"))
+    assert all(sign != 0 for name, sign in MOTIONS[cls] if name in ("y", "scale"))
+
+
+def test_the_appearance_pool_is_shared_and_small():
+    """With the default pool every video draws its background and shapes from DEFAULT_POOL looks each, so that
+    appearance identifies neither class nor video; pool 0 gives (almost) every video its own background."""
+    pool = appearance_pool(0, DEFAULT_POOL)
+    looks = {(s.bg_texture, s.bg_colour) for s in (_spec_with_pool(i, pool) for i in range(40))}
+    shapes = {(sh.kind, sh.colour, sh.texture) for i in range(40) for sh in _spec_with_pool(i, pool).shapes}
+    assert len(looks) <= DEFAULT_POOL and len(shapes) <= DEFAULT_POOL
+    assert appearance_pool(0, DEFAULT_POOL) == pool and appearance_pool(1, DEFAULT_POOL) != pool
+    own = {(s.bg_texture, s.bg_colour) for s in (_spec_with_pool(i, None) for i in range(40))}
+    assert len(own) > 2 * DEFAULT_POOL
+
+
+def _spec_with_pool(index: int, pool):
+    return sample_video_spec(np.random.default_rng([9, index]), CLASSES[index % 8], 16, 48, 32, pool=pool)
 
 
 def _frame_features(image: np.ndarray) -> np.ndarray:
@@ -531,7 +583,8 @@ def _motion_features(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         coef = np.linalg.lstsq(design, flow[sel].astype(np.float64), rcond=None)[0]  # flow = A (p - p0) + t
         jac, shift = coef[:2].T, coef[2]
         total += sel.sum() * np.array([shift[0], shift[1], 8 * np.trace(jac), 8 * (jac[1, 0] - jac[0, 1])])
-    return total / (np.linalg.norm(total) + 1e-9)
+    total /= np.linalg.norm(total) + 1e-9
+    return np.abs(total) * np.array([1, 0, 0, 1]) + total * np.array([0, 1, 1, 0])  # |x|, |curl|: flip-invariant
 
 
 def _nearest_centroid_accuracy(train_x, train_y, test_x, test_y) -> float:
@@ -543,13 +596,15 @@ def _nearest_centroid_accuracy(train_x, train_y, test_x, test_y) -> float:
 
 
 def test_single_frames_do_not_reveal_the_class_but_two_frames_do():
-    """Rendered default-size videos (96x72, 48 frames), frames at a random time: a nearest-centroid classifier on
-    single-frame appearance statistics stays near chance (1/8), one on two-frame motion statistics does not."""
+    """Rendered default-size videos (96x72, 48 frames, the default appearance pool), frames at a random time: a
+    nearest-centroid classifier on single-frame appearance statistics stays near chance (1/8), one on two-frame
+    (flip-invariant) motion statistics does not."""
     single, motion, labels = [], [], []
+    pool = appearance_pool(0, DEFAULT_POOL)
     for c, cls in enumerate(CLASSES):
         for i in range(20):
             rng = np.random.default_rng([5, c, i])
-            spec = sample_video_spec(rng, cls, 48, 96, 72)
+            spec = sample_video_spec(rng, cls, 48, 96, 72, pool=pool)
             t = int(rng.integers(44))
             a, b = render_frame(spec, t, rng), render_frame(spec, t + 4, rng)
             single.append(_frame_features(a))
