@@ -71,8 +71,10 @@ def extract_features(
     template: str = "image_{:05d}.jpg",
     warnings: DataWarnings | None = None,
     desc: str = "features",
+    per_clip: bool = False,
 ) -> FeatureSet:
-    """Mean over `num_clips` uniform clips of encoder features, per readable video."""
+    """Mean over `num_clips` uniform clips of encoder features, per readable video (per_clip: features [N, K, D],
+    one row per clip in temporal order, not averaged)."""
     warnings = warnings if warnings is not None else DataWarnings()
     dataset = FrameClipDataset(
         entries,
@@ -92,7 +94,8 @@ def extract_features(
             continue
         clips, target, index = batch  # B, K, T, H, W, 3
         b, k = clips.shape[:2]
-        out = encoder(clips.flatten(0, 1).to(device)).float().view(b, k, -1).mean(dim=1)
+        out = encoder(clips.flatten(0, 1).to(device)).float().view(b, k, -1)
+        out = out if per_clip else out.mean(dim=1)
         feats.append(out.cpu())
         labels.append(target)
         ids += [dataset.entries[int(i)].video_id for i in index]
@@ -132,8 +135,8 @@ def knn_accuracy(train: FeatureSet, test: FeatureSet, k: int, temperature: float
     return 100.0 * (pred == test.labels).float().mean().item()
 
 
-def linear_probe_accuracy(train: FeatureSet, test: FeatureSet, c: float = 1.0, seed: int = 0) -> float:
-    """Top-1 of a multinomial logistic regression trained on standardised train features."""
+def linear_probe_predict(train: FeatureSet, test: FeatureSet, c: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Test predictions of a multinomial logistic regression trained on standardised train features."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -142,7 +145,12 @@ def linear_probe_accuracy(train: FeatureSet, test: FeatureSet, c: float = 1.0, s
         fail("the linear probe needs at least two classes in the train split")
     classifier = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
     classifier.fit(train.features.double().numpy(), train.labels.numpy())
-    pred = classifier.predict(test.features.double().numpy())
+    return classifier.predict(test.features.double().numpy())
+
+
+def linear_probe_accuracy(train: FeatureSet, test: FeatureSet, c: float = 1.0, seed: int = 0) -> float:
+    """Top-1 (percent) of `linear_probe_predict`."""
+    pred = linear_probe_predict(train, test, c, seed)
     return 100.0 * float((pred == test.labels.numpy()).mean())
 
 
