@@ -1,0 +1,112 @@
+"""--width_mult (shared_utils.width): 1.0 is the original architecture, smaller values divide every stage's channels,
+and each method's feature hook rebuilds the saved width from a checkpoint (weights and random-init baseline)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from shared_utils.checkpoint import save_checkpoint
+from shared_utils.cli import UserError
+from shared_utils.width import check_saved_width, scaled
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_keys(method: str) -> dict:
+    with open(os.path.join(ROOT, method, "reference", f"{method}_keys.json")) as handle:
+        return json.load(handle)
+
+
+def shapes(module: torch.nn.Module) -> dict[str, list[int]]:
+    return {k: list(v.shape) for k, v in module.state_dict().items()}
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module, prefix: str) -> None:
+    state_b = b.state_dict()
+    checked = [k for k in a.state_dict() if k.startswith(prefix)]
+    assert checked
+    for key in checked:
+        assert torch.equal(a.state_dict()[key], state_b[key]), key
+
+
+def test_scaled_rounds_to_at_least_one_channel_and_keeps_the_original_at_one():
+    assert [scaled(c) for c in (3, 64, 256)] == [3, 64, 256]
+    assert [scaled(c, 0.25) for c in (64, 128, 256, 512)] == [16, 32, 64, 128]
+    assert scaled(2, 0.1) == 1 and scaled(45, 0.5) == 22  # round half to even, then at least 1
+
+
+def test_a_mismatching_saved_width_fails_with_the_value_to_pass():
+    check_saved_width({"args": {"width_mult": 0.25}}, 0.25, "x")
+    check_saved_width({"state_dict": {}}, 1.0, "released")  # no args: the original width
+    with pytest.raises(UserError, match="trained with --width_mult 0.25, not 1: pass --width_mult 0.25"):
+        check_saved_width({"args": {"width_mult": 0.25}}, 1.0, "--pretrain 'x'")
+
+
+# --------------------------------------------------------------------------------------------------- MemDPC
+
+
+def test_memdpc_flag_default_builds_the_original_keys_and_shapes():
+    from memdpc import main as pretrain_main
+    from memdpc.model import LC, MemDPC
+    from memdpc.opts import get_args_parser, get_eval_args_parser
+
+    args = get_args_parser().parse_args([])
+    assert args.width_mult == 1.0 and get_eval_args_parser().parse_args([]).width_mult == 1.0
+    assert get_eval_args_parser().parse_args(["--width_mult", "0.25"]).width_mult == 0.25
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["--width_mult", "0"])
+    with torch.device("meta"):
+        model = pretrain_main.build_model(args)
+        for net in ("resnet18", "resnet50"):
+            assert shapes(MemDPC(128, network=net, width_mult=1.0)) == shapes(MemDPC(128, network=net))
+            assert shapes(LC(128, network=net, width_mult=1.0)) == shapes(LC(128, network=net))
+    expected = load_keys("memdpc")["memdpc/resnet18/128"]
+    assert list(model.state_dict()) == list(expected) and shapes(model) == expected
+
+
+def test_memdpc_quarter_width_divides_channels_and_trains():
+    from memdpc.model import LC, MemDPC
+
+    model = MemDPC(32, num_seq=4, seq_len=5, pred_step=1, mem_size=16, width_mult=0.25)
+    assert model.backbone.conv1.out_channels == 16 and model.backbone.layer1[0].conv1.out_channels == 16
+    assert model.backbone.layer3[0].conv1.out_channels == 64 and model.param["feature_size"] == 64
+    assert model.mb.shape == (16, 64) and model.agg_f.cell_list[0].reset_gate.in_channels == 128
+    loss, _, _, context = model(torch.randn(2, 4, 3, 5, 32, 32))
+    loss.backward()
+    assert torch.isfinite(loss) and context.shape == (2, 1, 64, 1, 1)
+    assert model.backbone.conv1.weight.grad.abs().sum() > 0
+    with torch.device("meta"):
+        lc50 = LC(64, network="resnet50", width_mult=0.25, num_class=5)
+    assert lc50.param["feature_size"] == 256 and lc50.final_fc[1].in_features == 512
+
+
+def test_memdpc_feature_hook_and_finetune_rebuild_the_saved_width(tmp_path, capsys):
+    from memdpc.features import build_clip_encoder
+    from memdpc.model import LC, MemDPC
+    from memdpc.test import load_pretrained
+
+    torch.manual_seed(7)  # not the hook's seed 0, so the random-init baseline differs from the trained weights
+    model = MemDPC(32, num_seq=3, seq_len=5, pred_step=1, mem_size=8, width_mult=0.25)
+    args = {"net": "resnet18", "img_dim": 32, "num_seq": 3, "seq_len": 5, "ds": 1, "width_mult": 0.25}
+    path = str(tmp_path / "epoch0.pth.tar")
+    save_checkpoint({"state_dict": model.state_dict(), "epoch": 1, "args": args}, path)
+    encoder = build_clip_encoder(path)
+    assert "missing 7; unexpected 5; shape mismatch 0" in capsys.readouterr().out  # only LC's head / MemDPC's mb
+    assert encoder.feature_dim == 128 and encoder.lc.backbone.conv1.out_channels == 16
+    assert_same_weights(model, encoder.lc, "backbone.")
+    assert_same_weights(model, encoder.lc, "agg_b.")
+    assert encoder(torch.randint(0, 256, (2, 15, 32, 32, 3), dtype=torch.uint8)).shape == (2, 128)
+    baseline = build_clip_encoder(path, load_weights=False)
+    assert shapes(baseline.lc) == shapes(encoder.lc)
+    assert not torch.equal(baseline.lc.backbone.conv1.weight, model.backbone.conv1.weight)
+    lc = LC(32, num_seq=3, seq_len=5, num_class=4, width_mult=0.25)
+    load_pretrained(lc, path)
+    assert_same_weights(model, lc, "backbone.")
+    with torch.device("meta"):
+        full_width = LC(32, num_seq=3, seq_len=5, num_class=4)
+    with pytest.raises(UserError, match="pass --width_mult 0.25"):
+        load_pretrained(full_width, path)
