@@ -110,3 +110,68 @@ def test_memdpc_feature_hook_and_finetune_rebuild_the_saved_width(tmp_path, caps
         full_width = LC(32, num_seq=3, seq_len=5, num_class=4)
     with pytest.raises(UserError, match="pass --width_mult 0.25"):
         load_pretrained(full_width, path)
+
+
+# --------------------------------------------------------------------------------------------------- VideoMoCo
+
+
+def test_videomoco_flag_default_builds_the_original_keys_and_shapes():
+    import torchvision
+
+    from videomoco.eval import build_eval_model
+    from videomoco.model import ScaledVideoResNet, VideoMoCo, video_resnet
+    from videomoco.opts import ARCHS, get_args_parser, get_eval_args_parser
+
+    assert get_args_parser().parse_args(["D"]).width_mult == 1.0
+    assert get_eval_args_parser().parse_args(["--width_mult", "0.5"]).width_mult == 0.5
+    want = load_keys("videomoco")
+    with torch.device("meta"):
+        assert (
+            shapes(VideoMoCo("r2plus1d_18", 128, 65536, width_mult=1.0)) == want["netD_MoCo_r2plus1d_18_dim128_K65536"]
+        )
+        assert shapes(build_eval_model("r2plus1d_18", 101, 1.0)) == want["eval_r2plus1d_18_num_class101"]
+        for arch in ARCHS:  # the scaled builder at 1.0 is torchvision's network, key for key (and 1.0 IS torchvision)
+            original = shapes(getattr(torchvision.models.video, arch)(num_classes=400))
+            assert list(shapes(ScaledVideoResNet(arch, 400, 1.0))) == list(original)
+            assert shapes(ScaledVideoResNet(arch, 400, 1.0)) == original == shapes(video_resnet(arch, 400, 1.0))
+            assert type(video_resnet(arch, 400)) is type(video_resnet(arch, 400, 1.0)) is not ScaledVideoResNet
+
+
+def test_videomoco_quarter_width_divides_channels_and_trains():
+    from videomoco.model import VideoMoCo, video_resnet
+
+    with torch.device("meta"):
+        r2p1d = video_resnet("r2plus1d_18", 400, 0.25)
+    assert (r2p1d.stem[0].out_channels, r2p1d.stem[3].out_channels, r2p1d.fc.in_features) == (11, 16, 128)
+    assert r2p1d.layer2[0].conv1[0][0].in_channels == 16 and r2p1d.layer4[1].conv2[0][3].out_channels == 128
+    torch.manual_seed(0)
+    D = VideoMoCo("r3d_18", 8, 16, mlp=True, width_mult=0.25)
+    assert D.encoder_q.stem[0].out_channels == 16 and D.encoder_q.layer3[0].conv1[0].out_channels == 64
+    assert D.encoder_q.fc[0].in_features == 128 and D.encoder_k.fc[2].out_features == 8
+    _, _, logits, labels = D(torch.randn(2, 3, 4, 32, 32), torch.randn(2, 3, 4, 32, 32))
+    torch.nn.functional.cross_entropy(logits, labels).backward()
+    assert logits.shape == (2, 17) and D.encoder_q.stem[0].weight.grad.abs().sum() > 0
+
+
+def test_videomoco_feature_hook_and_finetune_rebuild_the_saved_width(tmp_path):
+    from videomoco.eval import build_eval_model, load_pretrained
+    from videomoco.features import build_clip_encoder
+    from videomoco.model import VideoMoCo
+
+    torch.manual_seed(7)
+    D = VideoMoCo("r2plus1d_18", 8, 16, width_mult=0.25)
+    args = {"arch": "r2plus1d_18", "frame_per_clip": 4, "crop_size": 32, "width_mult": 0.25}
+    path = str(tmp_path / "checkpoint_0001.pth.tar")
+    save_checkpoint({"epoch": 1, "arch": "r2plus1d_18", "state_dict": D.state_dict(), "args": args}, path)
+    encoder = build_clip_encoder(path)  # strict: everything but the projection fc must load
+    assert encoder.feature_dim == 128 and encoder.backbone.stem[0].out_channels == 11
+    assert_same_weights(D.encoder_q, encoder.backbone, "layer4.")
+    assert encoder(torch.randint(0, 256, (2, 4, 32, 32, 3), dtype=torch.uint8)).shape == (2, 128)
+    baseline = build_clip_encoder(path, load_weights=False)
+    assert shapes(baseline) == shapes(encoder)
+    assert not torch.equal(baseline.backbone.stem[0].weight, D.encoder_q.stem[0].weight)
+    model = build_eval_model("r2plus1d_18", 5, 0.25)
+    load_pretrained(model, path, 0.25)
+    assert_same_weights(D.encoder_q, model, "layer1.")
+    with pytest.raises(UserError, match="pass --width_mult 0.25"):
+        load_pretrained(model, path)
