@@ -175,3 +175,81 @@ def test_videomoco_feature_hook_and_finetune_rebuild_the_saved_width(tmp_path):
     assert_same_weights(D.encoder_q, model, "layer1.")
     with pytest.raises(UserError, match="pass --width_mult 0.25"):
         load_pretrained(model, path)
+
+
+# --------------------------------------------------------------------------------------------------- VTDL
+
+VTDL_LAYOUTS = {  # (pretraining kwargs, fine-tuning kwargs) of vtdl_keys.json's layouts
+    "i3d": ({}, {}),
+    "r3d": ({}, {}),
+    "r2p1d": ({"r2p1d_layers": (1, 1, 1, 1)}, {"r2p1d_layers": (2, 2, 2, 2)}),
+    "c3d": ({"c3d_pretrain_heads": False}, {}),
+}
+
+
+@pytest.mark.parametrize("arch", list(VTDL_LAYOUTS))
+def test_vtdl_flag_default_builds_the_original_keys_and_shapes(arch):
+    from vtdl.model import build_backbone
+    from vtdl.opts import get_args_parser, get_pretrain_args_parser
+
+    assert get_pretrain_args_parser().parse_args([]).width_mult == 1.0
+    assert get_args_parser().parse_args(["--width_mult", "0.25"]).width_mult == 0.25
+    want = load_keys("vtdl")
+    pretrain_kw, finetune_kw = VTDL_LAYOUTS[arch]
+    with torch.device("meta"):
+        pretrain = build_backbone(arch, 101, False, width_mult=1.0, **pretrain_kw)
+        finetune = build_backbone(arch, 101, True, width_mult=1.0, **finetune_kw)
+        assert shapes(pretrain) == shapes(build_backbone(arch, 101, False, **pretrain_kw))
+    assert list(shapes(pretrain).items()) == list(want[f"backbone_pretrain/{arch}"].items())
+    assert list(shapes(finetune).items()) == list(want[f"backbone_finetune_ucf101/{arch}"].items())
+    assert pretrain.feature_dim == (1024 if arch == "i3d" else 512)
+
+
+def test_vtdl_quarter_width_divides_channels_and_trains():
+    from vtdl.model import build_backbone, weights_init
+
+    with torch.device("meta"):
+        c3d = build_backbone("c3d", 5, True, width_mult=0.25)
+        r2p1d = build_backbone("r2p1d", 5, False, width_mult=0.25)
+    assert (c3d.conv1.in_channels, c3d.conv1.out_channels, c3d.conv5b.out_channels, c3d.linear.in_features) == (
+        3, 16, 128, 128)  # fmt: skip
+    assert r2p1d.conv2.block1.conv1.temporal_conv.out_channels == 16 and r2p1d.id_head[2].in_features == 128
+    torch.manual_seed(0)
+    i3d = build_backbone("i3d", 5, False, width_mult=0.25)
+    i3d.apply(weights_init)
+    assert i3d.conv3d_1a_7x7.conv3d.out_channels == 16 and i3d.conv3d_2c_3x3.conv3d.out_channels == 48
+    assert i3d.mixed_3b.branch_1[1].conv3d.out_channels == 32 and i3d.mixed_3c.branch_0.conv3d.in_channels == 64
+    assert i3d.feature_dim == 256 and i3d.id_head[2].in_features == 256 and i3d.id_head[2].out_features == 128
+    id_out, _, _ = i3d(torch.randn(2, 3, 8, 32, 32))
+    id_out.sum().backward()
+    assert id_out.shape == (2, 128) and i3d.conv3d_1a_7x7.conv3d.weight.grad.abs().sum() > 0
+    r3d = build_backbone("r3d", 5, True, width_mult=0.25)
+    assert r3d.conv1.out_channels == 16 and r3d.layer4[0].conv1.out_channels == 128 and r3d.cp.in_channels == 128
+    r3d(torch.randn(2, 3, 8, 32, 32)).logsumexp(1).sum().backward()
+    assert r3d.layer1[0].conv1.weight.grad.abs().sum() > 0
+
+
+def test_vtdl_feature_hook_and_finetune_rebuild_the_saved_width(tmp_path):
+    from vtdl.features import build_clip_encoder
+    from vtdl.model import build_backbone, load_weight, weights_init
+
+    torch.manual_seed(7)
+    model = build_backbone("r3d", 101, False, width_mult=0.25)
+    model.apply(weights_init)
+    args = {"arch": "r3d", "data_length": 8, "stride": 2, "spatial_size": 32, "width_mult": 0.25}
+    path = str(tmp_path / "current.pth")
+    state = {"module." + k: v for k, v in model.state_dict().items()}
+    save_checkpoint({"model": state, "model_ema": state, "epoch": 1, "args": args, "opt": args}, path)
+    encoder = build_clip_encoder(path)  # load_weight fails unless every trunk tensor loads
+    assert encoder.feature_dim == 128 and encoder.backbone.conv1.out_channels == 16
+    assert_same_weights(model, encoder.backbone, "layer3.")
+    assert encoder(torch.randint(0, 256, (2, 8, 32, 32, 3), dtype=torch.uint8)).shape == (2, 128)
+    baseline = build_clip_encoder(path, load_weights=False)
+    assert shapes(baseline) == shapes(encoder)
+    assert not torch.equal(baseline.backbone.conv1.weight, model.conv1.weight)
+    finetune = build_backbone("r3d", 5, True, width_mult=0.25)
+    report = load_weight(finetune, path, "r3d")
+    assert not [k for k in report.missing if not k.startswith("cp.")]
+    assert_same_weights(model, finetune, "layer1.")
+    with pytest.raises(UserError, match="pass --width_mult 0.25"):
+        load_weight(build_backbone("r3d", 5, True), path, "r3d")
