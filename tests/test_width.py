@@ -253,3 +253,69 @@ def test_vtdl_feature_hook_and_finetune_rebuild_the_saved_width(tmp_path):
     assert_same_weights(model, finetune, "layer1.")
     with pytest.raises(UserError, match="pass --width_mult 0.25"):
         load_weight(build_backbone("r3d", 5, True), path, "r3d")
+
+
+# --------------------------------------------------------------------------------------------------- CPD
+
+
+def test_cpd_flag_default_builds_the_original_keys_and_shapes():
+    from cpd.model import build_visual_encoder
+    from cpd.opts import get_args_parser
+    from cpd.resnet import resnet3d
+
+    args = get_args_parser().parse_args(["--n_classes", "256"])
+    assert args.width_mult == 1.0 and get_args_parser().parse_args(["--width_mult", ".25"]).width_mult == 0.25
+    want = load_keys("cpd")
+    with torch.device("meta"):
+        assert shapes(build_visual_encoder(args)) == want["resnet50_shortcutA_ncls256"]
+        for depth in (10, 18, 50):
+            model = resnet3d(depth, num_classes=256, width_mult=1.0)
+            assert list(shapes(model).items()) == list(want[f"resnet{depth}_shortcutA_ncls256"].items())
+            assert shapes(model) == shapes(resnet3d(depth, num_classes=256))
+            assert model.feature_dim == (2048 if depth == 50 else 512)
+
+
+def test_cpd_quarter_width_divides_channels_and_trains():
+    from transformers import DistilBertConfig, DistilBertModel
+
+    from cpd.model import CPD
+    from cpd.resnet import resnet3d
+
+    with torch.device("meta"):
+        r50 = resnet3d(50, num_classes=7, width_mult=0.25)
+        text = DistilBertModel(DistilBertConfig(dim=32, hidden_dim=64, n_layers=1, n_heads=2))
+        cpd = CPD(resnet3d(18, num_classes=256, width_mult=0.25), text, 8)
+    assert r50.layer1[0].conv3.out_channels == 64 and r50.feature_dim == 512 and r50.fc.in_features == 512
+    assert cpd.vis_emb.in_features == 128 and cpd.visual_encoder.layer4[1].conv2.out_channels == 128
+    torch.manual_seed(0)
+    model = resnet3d(10, num_classes=5, width_mult=0.25)
+    assert model.conv1.out_channels == 16 and model.layer2[0].conv1.out_channels == 32 and model.feature_dim == 128
+    out = model(torch.randn(2, 3, 4, 32, 32))
+    out.logsumexp(1).sum().backward()
+    assert out.shape == (2, 5) and model.conv1.weight.grad.abs().sum() > 0
+
+
+def test_cpd_feature_hook_and_finetune_rebuild_the_saved_width(tmp_path):
+    from cpd.features import build_clip_encoder
+    from cpd.resnet import resnet3d
+    from cpd.test import load_pretrained_visual
+
+    torch.manual_seed(7)
+    visual = resnet3d(10, num_classes=256, width_mult=0.25)
+    visual.fc = torch.nn.Identity()  # as CPD replaces it
+    args = {"model_depth": 10, "sample_duration": 8, "stride_size": 2, "sample_size": 32, "width_mult": 0.25}
+    state = {f"module.visual_encoder.{k}": v for k, v in visual.state_dict().items()}
+    path = str(tmp_path / "save_1.pth")
+    save_checkpoint({"state_dict": state, "epoch": 1, "args": args}, path)
+    encoder = build_clip_encoder(path)  # strict: every backbone tensor loads
+    assert (encoder.num_frames, encoder.feature_dim, encoder.backbone.conv1.out_channels) == (4, 128, 16)
+    assert_same_weights(visual, encoder.backbone, "layer4.")
+    assert encoder(torch.randint(0, 256, (2, 4, 32, 32, 3), dtype=torch.uint8)).shape == (2, 128)
+    baseline = build_clip_encoder(path, load_weights=False)
+    assert shapes(baseline) == shapes(encoder)
+    assert not torch.equal(baseline.backbone.conv1.weight, visual.conv1.weight)
+    finetune = resnet3d(10, num_classes=5, width_mult=0.25)
+    load_pretrained_visual(finetune, path)
+    assert_same_weights(visual, finetune, "layer1.")
+    with pytest.raises(UserError, match="pass --width_mult 0.25"):
+        load_pretrained_visual(resnet3d(10, num_classes=5), path)
