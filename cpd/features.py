@@ -12,15 +12,18 @@ from shared_utils.checkpoint import extract_state_dict, load_checkpoint, load_st
 
 # Without saved args (e.g. the authors' released checkpoint): the README pretraining input, 32 // 4 frames at 224.
 DEFAULTS = {"model_depth": 50, "resnet_shortcut": "A", "sample_duration": 32, "stride_size": 4, "sample_size": 224}
+DEFAULTS["width_mult"] = 1.0  # demo-sized encoders (shared_utils.width); the original is 1.0
 
 
 class CPDClipEncoder(nn.Module):
     """forward(clips uint8 [B, T, H, W, 3] RGB) -> float [B, feature_dim]: (x / 255 - 0.45) / 0.225, [B, 3, T, H, W],
     the ResNet's pooled features."""
 
-    def __init__(self, depth: int, shortcut: str, num_frames: int, frame_stride: int, crop_size: int) -> None:
+    def __init__(
+        self, depth: int, shortcut: str, num_frames: int, frame_stride: int, crop_size: int, width_mult: float = 1.0
+    ) -> None:
         super().__init__()
-        self.backbone = resnet3d(depth, num_classes=1, shortcut_type=shortcut)
+        self.backbone = resnet3d(depth, num_classes=1, shortcut_type=shortcut, width_mult=width_mult)
         self.backbone.fc = nn.Identity()
         self.num_frames, self.frame_stride, self.crop_size = num_frames, frame_stride, crop_size
         self.feature_dim = self.backbone.feature_dim
@@ -33,8 +36,8 @@ class CPDClipEncoder(nn.Module):
 def build_clip_encoder(ckpt: str | None = None, load_weights: bool = True, **overrides) -> CPDClipEncoder:
     """The CPD visual encoder in eval mode. `ckpt`: a pretraining checkpoint of cpd/main.py or the authors'
     (`visual_encoder.*`), or a fine-tuning one (bare ResNet keys; its fc is dropped); None = random init.
-    overrides: model_depth, resnet_shortcut, num_frames, frame_stride, crop_size, seed (default: the checkpoint's args;
-    frame_stride = --stride_size, the original's step at a 30-fps reference). load_weights=False: that
+    overrides: model_depth, resnet_shortcut, num_frames, frame_stride, crop_size, width_mult, seed (default: the
+    checkpoint's args; frame_stride = --stride_size, the original's step at a 30-fps reference). load_weights=False: that
     architecture and geometry, randomly initialised."""
     config, state = dict(DEFAULTS), None
     if ckpt is not None:
@@ -52,6 +55,7 @@ def build_clip_encoder(ckpt: str | None = None, load_weights: bool = True, **ove
             int(overrides.get("num_frames", config["sample_duration"] // config["stride_size"])),
             int(overrides.get("frame_stride", config["stride_size"])),
             int(overrides.get("crop_size", config["sample_size"])),
+            float(config["width_mult"]),
         )
     if state is not None and load_weights:
         load_state_dict_reported(encoder.backbone, state, strict=True, name=f"cpd encoder '{ckpt}'")

@@ -139,6 +139,7 @@ def build_visual_encoder(args, n_classes: int | None = None, dp: float | None = 
         shortcut_type=args.resnet_shortcut,
         dp=args.dp if dp is None else dp,
         shortcut_grad=getattr(args, "shortcut_grad", False),
+        width_mult=getattr(args, "width_mult", 1.0),
     )
 
 

@@ -4,6 +4,7 @@ additions for the modern stack. argparse abbreviation stays on: the README passe
 from __future__ import annotations
 
 from shared_utils.cli import ArgumentParser
+from shared_utils.width import WIDTH_HELP, positive_float
 
 
 def _original_flags(parser: ArgumentParser) -> None:
@@ -108,6 +109,7 @@ def _added_flags(parser: ArgumentParser) -> None:
     add("--save_every_iters", type=int, default=0, help="also write checkpoint.pth every N iterations (0: epoch ends)")
     add("--max_iters", type=int, default=0, help="stop each epoch after N iterations (0: full epoch; smoke runs)")
     add("--max_val_iters", type=int, default=0, help="validate on at most N batches (0: all)")
+    add("--width_mult", type=positive_float, default=1.0, help=WIDTH_HELP)  # the shared_utils.width convention
 
 
 def get_args_parser(add_help: bool = True) -> ArgumentParser:

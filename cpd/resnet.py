@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from shared_utils.width import scaled
+
 DEPTHS = {
     10: ("basic", [1, 1, 1, 1]),
     18: ("basic", [2, 2, 2, 2]),
@@ -92,9 +94,10 @@ def _shortcut(block, x):
 
 
 class ResNet(nn.Module):
-    """3D ResNet; forward(x [B, 3, T, S, S]) -> [B, n_classes] (or [B, 2048/512] when fc is Identity)."""
+    """3D ResNet; forward(x [B, 3, T, S, S]) -> [B, n_classes] (or [B, 2048/512] when fc is Identity).
+    width_mult scales the stem and the four stages (64, 128, 256, 512 planes); 1.0 is the original."""
 
-    def __init__(self, depth=50, num_classes=256, shortcut_type="A", dp=0.0, shortcut_grad=False):
+    def __init__(self, depth=50, num_classes=256, shortcut_type="A", dp=0.0, shortcut_grad=False, width_mult=1.0):
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"model_depth must be one of {sorted(DEPTHS)}, got {depth}")
@@ -102,19 +105,21 @@ class ResNet(nn.Module):
             raise ValueError(f"resnet_shortcut must be A or B, got {shortcut_type!r}")
         kind, layers = DEPTHS[depth]
         block = Bottleneck if kind == "bottleneck" else BasicBlock
-        self.inplanes = 64
-        self.conv1 = nn.Conv3d(3, 64, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False)
-        self.bn1 = nn.BatchNorm3d(64)
+        self.width_mult = width_mult
+        planes = [scaled(c, width_mult) for c in (64, 128, 256, 512)]
+        self.inplanes = planes[0]
+        self.conv1 = nn.Conv3d(3, planes[0], (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False)
+        self.bn1 = nn.BatchNorm3d(planes[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
         args = (block, shortcut_type, shortcut_grad)
-        self.layer1 = self._make_layer(*args, 64, layers[0], 1, False)
-        self.layer2 = self._make_layer(*args, 128, layers[1], 2, False)
-        self.layer3 = self._make_layer(*args, 256, layers[2], 2, True)
-        self.layer4 = self._make_layer(*args, 512, layers[3], 2, True)
+        self.layer1 = self._make_layer(*args, planes[0], layers[0], 1, False)
+        self.layer2 = self._make_layer(*args, planes[1], layers[1], 2, False)
+        self.layer3 = self._make_layer(*args, planes[2], layers[2], 2, True)
+        self.layer4 = self._make_layer(*args, planes[3], layers[3], 2, True)
         self.avgpool = nn.AdaptiveAvgPool3d(1)  # = the original's (T, ceil(S/32), ceil(S/32)) kernel at its size
         self.dropout = nn.Dropout(dp)
-        self.feature_dim = 512 * block.expansion
+        self.feature_dim = planes[3] * block.expansion  # 2048 (ResNet-50) / 512 at width 1.0
         self.fc = nn.Linear(self.feature_dim, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv3d):

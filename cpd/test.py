@@ -21,12 +21,15 @@ from shared_utils.data import DataWarnings, EpochSampler, build_loader, collate_
 from shared_utils.logger import MetricLogger, append_json_line, check_finite, log_run_header, make_tb_writer, progress
 from shared_utils.metrics import VideoScoreAggregator, accuracy
 from shared_utils.rng import seed_everything
+from shared_utils.width import check_saved_width
 
 
 def load_pretrained_visual(model, path: str) -> None:
     """Initialise the ResNet from a CPD checkpoint: keep the `visual_encoder.` entries (prefix removed); only
     `fc.*` may be missing. A bare ResNet checkpoint (fine-tuned, or features) loads too."""
-    state = strip_prefix(extract_state_dict(load_checkpoint(path), ("state_dict", "model")), ("module.",))
+    content = load_checkpoint(path)
+    check_saved_width(content, getattr(model, "width_mult", 1.0), f"--pretrain_path '{path}'")
+    state = strip_prefix(extract_state_dict(content, ("state_dict", "model")), ("module.",))
     visual = {k[len("visual_encoder.") :]: v for k, v in state.items() if k.startswith("visual_encoder.")}
     if visual:
         state = visual

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from shared_utils.cli import fail
+from shared_utils.width import scaled
 
 
 def _conv_2d(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv3d:
@@ -105,19 +106,24 @@ class Bottleneck3d(Bottleneck2d):
 
 
 class ResNet2d3d_full(nn.Module):  # noqa: N801 - the original class name
-    """Stem (1x7x7 conv + 1x3x3 max-pool) and four stages; input [B, 3, T, H, W] -> [B, 256*exp, ceil(T/4), H/32, W/32]."""
+    """Stem (1x7x7 conv + 1x3x3 max-pool) and four stages; input [B, 3, T, H, W] -> [B, 256*exp, ceil(T/4), H/32, W/32].
 
-    def __init__(self, blocks: list[type], layers: list[int], in_channels: int = 3) -> None:
+    width_mult scales every stage's planes (64, 128, 256, 256; shared_utils.width.scaled); 1.0 is the original.
+    """
+
+    def __init__(self, blocks: list[type], layers: list[int], in_channels: int = 3, width_mult: float = 1.0) -> None:
         super().__init__()
-        self.inplanes = 64
-        self.conv1 = nn.Conv3d(in_channels, 64, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False)
-        self.bn1 = nn.BatchNorm3d(64)
+        planes = [scaled(c, width_mult) for c in (64, 64, 128, 256, 256)]  # stem, layer1..layer4
+        self.inplanes = planes[0]
+        self.conv1 = nn.Conv3d(in_channels, planes[0], (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False)
+        self.bn1 = nn.BatchNorm3d(planes[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
-        self.layer1 = self._make_layer(blocks[0], 64, layers[0])
-        self.layer2 = self._make_layer(blocks[1], 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(blocks[2], 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(blocks[3], 256, layers[3], stride=2, is_final=True)
+        self.layer1 = self._make_layer(blocks[0], planes[1], layers[0])
+        self.layer2 = self._make_layer(blocks[1], planes[2], layers[1], stride=2)
+        self.layer3 = self._make_layer(blocks[2], planes[3], layers[2], stride=2)
+        self.layer4 = self._make_layer(blocks[3], planes[4], layers[3], stride=2, is_final=True)
+        self.out_channels = self.inplanes  # planes[4] x the last block's expansion
         # A second initialisation pass, in module order, exactly as the original (it consumes the RNG again).
         for module in self.modules():
             if isinstance(module, nn.Conv3d):
@@ -155,12 +161,14 @@ ARCHS = {
 }
 
 
-def select_resnet(network: str, in_channels: int = 3) -> tuple[ResNet2d3d_full, dict]:
-    """(backbone, {'feature_size': C}) for 'resnet18' / 'resnet34' / 'resnet50'; unknown names are a user error."""
+def select_resnet(network: str, in_channels: int = 3, width_mult: float = 1.0) -> tuple[ResNet2d3d_full, dict]:
+    """(backbone, {'feature_size': C}) for 'resnet18' / 'resnet34' / 'resnet50'; unknown names are a user error.
+    C is the original's (256 or 1024) at width_mult 1.0, and scales with it otherwise."""
     if network not in ARCHS:
         fail(f"unknown --net '{network}' (choose from: {', '.join(ARCHS)})")
-    blocks, layers, feature_size = ARCHS[network]
-    return ResNet2d3d_full(blocks, layers, in_channels), {"feature_size": feature_size}
+    blocks, layers, _ = ARCHS[network]
+    backbone = ResNet2d3d_full(blocks, layers, in_channels, width_mult)
+    return backbone, {"feature_size": backbone.out_channels}
 
 
 def feature_map_size(img_dim: int, seq_len: int) -> tuple[int, int]:

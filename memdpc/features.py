@@ -14,7 +14,7 @@ from shared_utils.checkpoint import extract_state_dict, load_checkpoint, load_st
 from shared_utils.cli import fail
 from shared_utils.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-DEFAULTS = {"net": "resnet18", "img_dim": 128, "num_seq": 8, "seq_len": 5, "ds": 3}
+DEFAULTS = {"net": "resnet18", "img_dim": 128, "num_seq": 8, "seq_len": 5, "ds": 3, "width_mult": 1.0}
 
 
 class MemDPCClipEncoder(nn.Module):
@@ -48,7 +48,7 @@ def _infer_net(state: dict) -> str:
 
 def build_clip_encoder(ckpt: str | None = None, load_weights: bool = True, **overrides) -> MemDPCClipEncoder:
     """ckpt=None: random initialisation; else a checkpoint of memdpc/main.py or memdpc/test.py, or the authors'
-    released layout. The checkpoint's saved args (net, img_dim, num_seq, seq_len, ds) are the defaults; overrides
+    released layout. The checkpoint's saved args (net, img_dim, num_seq, seq_len, ds, width_mult) are the defaults; overrides
     win. Prints the key report; fails if backbone or GRU weights are missing. load_weights=False: the checkpoint's
     architecture and geometry, randomly initialised (the random-init baseline of the same encoder)."""
     config, state = dict(DEFAULTS), None
@@ -66,7 +66,15 @@ def build_clip_encoder(ckpt: str | None = None, load_weights: bool = True, **ove
     config.update(overrides)
     with torch.random.fork_rng():  # a reproducible random init (the baseline) without touching the caller's RNG
         torch.manual_seed(seed)
-        lc = LC(config["img_dim"], config["num_seq"], config["seq_len"], config["net"], dropout=0.0, num_class=1)
+        lc = LC(
+            config["img_dim"],
+            config["num_seq"],
+            config["seq_len"],
+            config["net"],
+            dropout=0.0,
+            num_class=1,
+            width_mult=float(config["width_mult"]),
+        )
     if state is not None and load_weights:
         report = load_state_dict_reported(lc, state, strict=False, name=f"memdpc encoder '{ckpt}'")
         missing = [k for k in report.missing + [m[0] for m in report.mismatched] if k.startswith(("backbone.", "agg_"))]

@@ -41,6 +41,7 @@ def build_model(args) -> MemDPC:
         args.net,
         args.mem_size,
         cross_gpu_negatives=args.cross_gpu_negatives,
+        width_mult=args.width_mult,
     )
 
 

@@ -67,6 +67,7 @@ class MemDPC(_Encoder):
         mem_size: int = 1024,
         cross_gpu_negatives: bool = False,
         channels_last: bool = False,
+        width_mult: float = 1.0,
     ) -> None:
         super().__init__()
         if not 0 < pred_step < num_seq:
@@ -75,7 +76,8 @@ class MemDPC(_Encoder):
         self.sample_size, self.num_seq, self.seq_len, self.pred_step = sample_size, num_seq, seq_len, pred_step
         self.last_duration, self.last_size = feature_map_size(sample_size, seq_len)
         print(f"final feature map has size {self.last_size}x{self.last_size}")
-        self.backbone, self.param = select_resnet(network)
+        self.backbone, self.param = select_resnet(network, width_mult=width_mult)
+        self.width_mult = width_mult
         dim = self.param["feature_size"]
         self.param.update(num_layers=1, hidden_size=dim, membanks_size=mem_size)
         self.mb = nn.Parameter(torch.randn(mem_size, dim))  # memory bank, written only through backprop
@@ -149,12 +151,14 @@ class LC(_Encoder):
         train_what: str = "all",
         relu_before_pool: bool = True,
         channels_last: bool = False,
+        width_mult: float = 1.0,
     ) -> None:
         super().__init__()
         self.sample_size, self.num_seq, self.seq_len = sample_size, num_seq, seq_len
         self.num_class, self.train_what = num_class, train_what
         self.last_duration, self.last_size = feature_map_size(sample_size, seq_len)
-        self.backbone, self.param = select_resnet(network)
+        self.backbone, self.param = select_resnet(network, width_mult=width_mult)
+        self.width_mult = width_mult
         dim = self.param["feature_size"]
         self.param.update(num_layers=1, hidden_size=dim)
         self.agg_f = ConvGRU(dim, dim, kernel_size=1, num_layers=1)

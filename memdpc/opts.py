@@ -7,6 +7,7 @@ documented fix (memdpc/README.md, "Fixes and deliberate keeps").
 from __future__ import annotations
 
 from shared_utils.cli import ArgumentParser
+from shared_utils.width import add_width_flag
 
 DEFAULT_CSV_ROOT = "../process_data/data"  # CWD-relative, like the original (scripts run from inside memdpc/)
 
@@ -96,6 +97,7 @@ def _extensions(parser: ArgumentParser) -> None:
         help="interpolation of the 224 -> img_dim rescale (the original used nearest)",
     )
     group.add_argument("--no_tensorboard", action="store_true", help="do not write TensorBoard event files")
+    add_width_flag(group)
 
 
 def get_args_parser(add_help: bool = True) -> ArgumentParser:

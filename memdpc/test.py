@@ -31,6 +31,7 @@ from shared_utils.data import DataWarnings
 from shared_utils.logger import MetricLogger, append_json_line, check_finite
 from shared_utils.metrics import accuracy
 from shared_utils.rng import seed_everything
+from shared_utils.width import check_saved_width
 
 NUM_CLASS = {"ucf101": 101, "hmdb51": 51}
 SCHEDULE = {"ucf101": [300, 400], "hmdb51": [150, 250]}
@@ -57,12 +58,14 @@ def build_model(args) -> LC:
         args.num_class,
         args.train_what,
         relu_before_pool=not args.lc_pool_then_relu,
+        width_mult=args.width_mult,
     )
 
 
 def load_pretrained(model, path: str) -> None:
     """Backbone + both GRUs from a pretraining checkpoint ('module.' stripped); fails if any of them is missing."""
     ckpt = load_checkpoint(path)
+    check_saved_width(ckpt, unwrap_model(model).width_mult, f"--pretrain '{path}'")
     state = clean_state_dict(extract_state_dict(ckpt, ("state_dict", "model")))
     report = load_state_dict_reported(model, state, strict=False, name=f"pretrain '{path}'")
     missing = [k for k in report.missing + [m[0] for m in report.mismatched] if k.startswith(("backbone.", "agg_"))]

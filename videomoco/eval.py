@@ -38,6 +38,7 @@ from shared_utils.data import DataWarnings, EpochSampler, build_loader, collate_
 from shared_utils.logger import MetricLogger, append_json_line, check_finite, log_run_header, make_tb_writer
 from shared_utils.metrics import accuracy
 from shared_utils.rng import capture_rng_state, restore_rng_state, seed_everything
+from shared_utils.width import check_saved_width
 from videomoco.dataset import ClipReader, EvalClips, hmdb51_split, make_entries, metadata_cache, ucf101_split
 from videomoco.model import pretrained_backbone, video_resnet
 from videomoco.opts import get_eval_args_parser
@@ -46,18 +47,20 @@ from videomoco.train import adjust_learning_rate, launch_plan, local_world_size,
 # --------------------------------------------------------------------------------------------------- model
 
 
-def build_eval_model(arch: str, num_class: int) -> nn.Module:
+def build_eval_model(arch: str, num_class: int, width_mult: float = 1.0) -> nn.Module:
     """The torchvision network (400-way), then fc replaced by Linear(512, num_class) ~ N(0, 0.01), bias 0."""
-    model = video_resnet(arch, 400)
+    model = video_resnet(arch, 400, width_mult)
     model.fc = nn.Linear(model.fc.in_features, num_class)
     model.fc.weight.data.normal_(mean=0.0, std=0.01)
     model.fc.bias.data.zero_()
     return model
 
 
-def load_pretrained(model: nn.Module, path: str) -> None:
-    """Initialise from a D checkpoint; everything but fc.weight / fc.bias must load."""
-    backbone = pretrained_backbone(extract_state_dict(load_checkpoint(path), ("state_dict", "model")))
+def load_pretrained(model: nn.Module, path: str, width_mult: float = 1.0) -> None:
+    """Initialise from a D checkpoint (trained at `width_mult`); everything but fc.weight / fc.bias must load."""
+    content = load_checkpoint(path)
+    check_saved_width(content, width_mult, f"--pretrained '{path}'")
+    backbone = pretrained_backbone(extract_state_dict(content, ("state_dict", "model")))
     if not backbone:
         fail(f"'{path}' holds no encoder_q weights (is it a VideoMoCo D checkpoint?)")
     report = load_state_dict_reported(
@@ -193,9 +196,9 @@ def report(stats: dict, listed: int) -> None:
 
 
 def setup_model(args, num_class: int):
-    model = build_eval_model(args.arch, num_class).to(args.device)
+    model = build_eval_model(args.arch, num_class, args.width_mult).to(args.device)
     if args.pretrained:
-        load_pretrained(model, args.pretrained)
+        load_pretrained(model, args.pretrained, args.width_mult)
     if args.channels_last and args.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last_3d)
     model_ddp = model

@@ -36,10 +36,10 @@ class VideoMoCoClipEncoder(nn.Module):
 def build_clip_encoder(ckpt: str | None = None, load_weights: bool = True, **overrides) -> VideoMoCoClipEncoder:
     """ckpt: a D checkpoint of train.py (or the authors' release: `state_dict` with `module.encoder_q.*`) or a
     fine-tuned eval.py checkpoint; None gives the same architecture randomly initialised (torchvision init).
-    overrides: arch, frame_per_clip (num_frames), crop_size, seed; defaults come from the checkpoint's saved
+    overrides: arch, frame_per_clip (num_frames), crop_size, width_mult, seed; defaults come from the checkpoint's saved
     args, else r2plus1d_18 / 32 frames / 112 px (the released model). load_weights=False: that architecture
     and geometry, randomly initialised."""
-    cfg = {"arch": "r2plus1d_18", "frame_per_clip": 32, "crop_size": 112, "seed": 0}
+    cfg = {"arch": "r2plus1d_18", "frame_per_clip": 32, "crop_size": 112, "width_mult": 1.0, "seed": 0}
     state = {}
     if ckpt:
         content = load_checkpoint(ckpt)
@@ -51,7 +51,7 @@ def build_clip_encoder(ckpt: str | None = None, load_weights: bool = True, **ove
     if cfg["arch"] not in ARCHS:
         fail(f"unknown arch '{cfg['arch']}' (choose from: {', '.join(ARCHS)})")
     torch.manual_seed(int(cfg["seed"]))
-    backbone = video_resnet(cfg["arch"], 400)
+    backbone = video_resnet(cfg["arch"], 400, float(cfg["width_mult"]))
     if ckpt and load_weights:
         weights = pretrained_backbone(state)
         if not weights:  # a fine-tuned eval.py checkpoint: plain backbone keys and its classifier

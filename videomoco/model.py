@@ -12,15 +12,70 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, Conv3DNoTemporal, Conv3DSimple, VideoResNet
 
 from shared_utils import dist
 from shared_utils.checkpoint import strip_prefix
+from shared_utils.width import scaled
 from videomoco.loss import contrastive_logits, decay_weights, paper_decay_log_weights
 
 
-def video_resnet(arch: str, num_classes: int) -> nn.Module:
-    """torchvision `r3d_18` / `mc3_18` / `r2plus1d_18`, randomly initialised, fc 512 -> num_classes."""
-    return getattr(torchvision.models.video, arch)(num_classes=num_classes)
+def video_resnet(arch: str, num_classes: int, width_mult: float = 1.0) -> nn.Module:
+    """torchvision `r3d_18` / `mc3_18` / `r2plus1d_18`, randomly initialised, fc 512 -> num_classes.
+    width_mult != 1.0: the same modules and keys with every stage's channels scaled (demo-sized models)."""
+    if width_mult == 1.0:
+        return getattr(torchvision.models.video, arch)(num_classes=num_classes)
+    return ScaledVideoResNet(arch, num_classes, width_mult)
+
+
+CONV_MAKERS = {
+    "r3d_18": [Conv3DSimple] * 4,
+    "mc3_18": [Conv3DSimple] + [Conv3DNoTemporal] * 3,
+    "r2plus1d_18": [Conv2Plus1D] * 4,
+}
+
+
+def _stem(arch: str, width_mult: float) -> nn.Sequential:
+    """torchvision's BasicStem / R2Plus1dStem (same indices: conv, bn, relu[, conv, bn, relu]) at a scaled width."""
+    out = scaled(64, width_mult)
+    if arch != "r2plus1d_18":
+        conv = nn.Conv3d(3, out, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False)
+        return nn.Sequential(conv, nn.BatchNorm3d(out), nn.ReLU(inplace=True))
+    mid = scaled(45, width_mult)
+    return nn.Sequential(
+        nn.Conv3d(3, mid, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
+        nn.BatchNorm3d(mid),
+        nn.ReLU(inplace=True),
+        nn.Conv3d(mid, out, (3, 1, 1), stride=(1, 1, 1), padding=(1, 0, 0), bias=False),
+        nn.BatchNorm3d(out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ScaledVideoResNet(VideoResNet):
+    """torchvision's 18-layer VideoResNet (its forward, _make_layer, keys and init) with the stem and the four
+    stages (64, 128, 256, 512 planes) scaled by width_mult; fc takes the scaled 512."""
+
+    def __init__(self, arch: str, num_classes: int, width_mult: float) -> None:
+        nn.Module.__init__(self)
+        planes = [scaled(c, width_mult) for c in (64, 128, 256, 512)]
+        self.stem = _stem(arch, width_mult)
+        self.inplanes = planes[0]
+        for i, (conv_maker, width) in enumerate(zip(CONV_MAKERS[arch], planes)):
+            setattr(
+                self, f"layer{i + 1}", self._make_layer(BasicBlock, conv_maker, width, 2, stride=1 if i == 0 else 2)
+            )
+        self.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
+        self.fc = nn.Linear(planes[3], num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm3d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.constant_(m.bias, 0)
 
 
 def pretrained_backbone(state_dict: dict) -> dict:
@@ -157,11 +212,12 @@ class VideoMoCo(nn.Module):
         T: float = 0.07,
         mlp: bool = False,
         decay_mode: str = "code",
+        width_mult: float = 1.0,
     ) -> None:
         super().__init__()
         self.K, self.m, self.T, self.decay_mode = K, m, T, decay_mode
-        self.encoder_q = video_resnet(arch, dim)
-        self.encoder_k = video_resnet(arch, dim)
+        self.encoder_q = video_resnet(arch, dim, width_mult)
+        self.encoder_k = video_resnet(arch, dim, width_mult)
         if mlp:  # MoCo v2 head: keys fc.0 / fc.2
             for encoder in (self.encoder_q, self.encoder_k):
                 dim_mlp = encoder.fc.weight.shape[1]

@@ -8,6 +8,7 @@ the other spelling is accepted as an alias. Flags after the "additions" banners 
 from __future__ import annotations
 
 from shared_utils.cli import ArgumentParser
+from shared_utils.width import add_width_flag
 
 ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18")  # the torchvision video ResNets (fc 512 -> classes)
 
@@ -99,6 +100,7 @@ def _modern_flags(parser) -> None:
         help="stop this process after this many iterations (0: no limit); the latest checkpoint "
         "is written first, so the run can be resumed exactly",
     )
+    add_width_flag(parser)
 
 
 def _videomoco_flags(p) -> None:

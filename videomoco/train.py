@@ -172,7 +172,9 @@ def build_models(args):
         G = MaskGenerator(args.frame_per_clip, args.crop_size, num_dropped(args), args.drop_select).to(args.device)
         for tensor in list(G.parameters()) + list(G.buffers()):  # G is not DDP-wrapped: start from rank 0's
             _broadcast(tensor)
-    D = VideoMoCo(args.arch, args.moco_dim, args.moco_k, args.moco_m, args.moco_t, args.mlp, args.decay_mode)
+    D = VideoMoCo(
+        args.arch, args.moco_dim, args.moco_k, args.moco_m, args.moco_t, args.mlp, args.decay_mode, args.width_mult
+    )
     D = D.to(args.device)
     if args.channels_last and args.device.type == "cuda":
         D = D.to(memory_format=torch.channels_last_3d)

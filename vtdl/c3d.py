@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared_utils.width import scaled
 from vtdl.heads import attach_pretrain_heads, run_pretrain_heads
 
 # (name, in, out, pool after: kernel or None)
@@ -28,20 +29,24 @@ LAYERS = [
 
 
 class C3D(nn.Module):
-    feature_dim = 512
+    """width_mult scales every conv's output channels (the RGB input stays 3); 1.0 is the original."""
 
-    def __init__(self, num_classes: int = 101, with_classifier: bool = False, pretrain_heads: bool = True):
+    def __init__(
+        self, num_classes: int = 101, with_classifier: bool = False, pretrain_heads: bool = True, width_mult=1.0
+    ):
         super().__init__()
-        self.num_classes, self.with_classifier = num_classes, with_classifier
+        self.num_classes, self.with_classifier, self.width_mult = num_classes, with_classifier, width_mult
         self.pretrain_heads = pretrain_heads and not with_classifier
         for name, in_ch, out_ch, _pool in LAYERS:
-            setattr(self, f"conv{name}", nn.Conv3d(in_ch, out_ch, 3, padding=1, bias=True))
-            setattr(self, f"bn{name}", nn.BatchNorm3d(out_ch))
+            in_ch = in_ch if name == "1" else scaled(in_ch, width_mult)
+            setattr(self, f"conv{name}", nn.Conv3d(in_ch, scaled(out_ch, width_mult), 3, padding=1, bias=True))
+            setattr(self, f"bn{name}", nn.BatchNorm3d(scaled(out_ch, width_mult)))
+        self.feature_dim = scaled(512, width_mult)
         self.pool5 = nn.AdaptiveAvgPool3d(1)
         if with_classifier:
-            self.linear = nn.Linear(512, num_classes)
+            self.linear = nn.Linear(self.feature_dim, num_classes)
         elif self.pretrain_heads:
-            attach_pretrain_heads(self, 512, (1, 1, 1))
+            attach_pretrain_heads(self, self.feature_dim, (1, 1, 1))
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         for name, _in, _out, pool in LAYERS:

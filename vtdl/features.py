@@ -37,7 +37,7 @@ class VTDLClipEncoder(nn.Module):
 def build_clip_encoder(ckpt: str | None = None, load_weights: bool = True, **overrides) -> VTDLClipEncoder:
     """ckpt: a VTDL pretraining checkpoint (ours or the authors' `ckpt_epoch_*.pth`) or a fine-tuned one; None
     gives the same architecture with the original's random initialisation. overrides: arch, data_length
-    (num_frames), stride (frame_stride), spatial_size (crop_size), r2p1d_layers, seed; defaults come from the
+    (num_frames), stride (frame_stride), spatial_size (crop_size), r2p1d_layers, width_mult, seed; defaults come from the
     checkpoint's saved args (pretraining: i3d, 16 frames, stride 4, 224 px). load_weights=False: that
     architecture and geometry, randomly initialised."""
     saved, state = {}, {}
@@ -47,7 +47,8 @@ def build_clip_encoder(ckpt: str | None = None, load_weights: bool = True, **ove
             value = content.get(key)
             saved.update(vars(value) if isinstance(value, argparse.Namespace) else value or {})
         state, _ = checkpoint_state_dict(content)
-    cfg = {"arch": "i3d", "data_length": 16, "stride": 4, "spatial_size": 224, "r2p1d_layers": "2,2,2,2", "seed": 0}
+    cfg = {"arch": "i3d", "data_length": 16, "stride": 4, "spatial_size": 224, "r2p1d_layers": "2,2,2,2"}
+    cfg.update(width_mult=1.0, seed=0)
     cfg.update({k: saved[k] for k in cfg if k in saved})
     cfg.update(overrides)
     r2p1d_layers = cfg["r2p1d_layers"]
@@ -55,7 +56,9 @@ def build_clip_encoder(ckpt: str | None = None, load_weights: bool = True, **ove
         r2p1d_layers = r2p1d_layers if any(".blocks." in k for k in state) else "1,1,1,1"
     with torch.random.fork_rng():  # a reproducible random init without touching the caller's RNG
         torch.manual_seed(int(cfg["seed"]))
-        backbone = build_backbone(cfg["arch"], with_classifier=False, r2p1d_layers=r2p1d_layers)
+        backbone = build_backbone(
+            cfg["arch"], with_classifier=False, r2p1d_layers=r2p1d_layers, width_mult=float(cfg["width_mult"])
+        )
         backbone.apply(weights_init)
     if ckpt and load_weights:
         load_weight(backbone, ckpt, cfg["arch"])

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared_utils.width import scaled
 from vtdl.heads import attach_pretrain_heads, run_pretrain_heads
 
 # Mixed block widths: [branch_0, branch_1 reduce, branch_1, branch_2 reduce, branch_2, branch_3]
@@ -86,32 +87,41 @@ class Mixed(nn.Module):
 
 class I3D(nn.Module):
     """forward(x [B,C,T,H,W]) -> pretraining: (id_out [B,128], cls [B,200], feature [B,2048]);
-    fine-tuning: log-probabilities [B, num_classes]; return_conv=True: the mixed_5c map [B,1024,T/8,H/32,W/32]."""
-
-    feature_dim = 1024
+    fine-tuning: log-probabilities [B, num_classes]; return_conv=True: the mixed_5c map [B,1024,T/8,H/32,W/32].
+    width_mult scales every conv's (and inception branch's) channels; 1.0 is the original, feature_dim 1024."""
 
     def __init__(
-        self, num_classes: int = 101, modality: str = "rgb", dropout_prob: float = 0.0, with_classifier: bool = False
+        self,
+        num_classes: int = 101,
+        modality: str = "rgb",
+        dropout_prob: float = 0.0,
+        with_classifier: bool = False,
+        width_mult: float = 1.0,
     ):
         super().__init__()
-        self.num_classes, self.with_classifier = num_classes, with_classifier
+        self.num_classes, self.with_classifier, self.width_mult = num_classes, with_classifier, width_mult
         in_ch = 2 if modality == "flow" else 3
-        self.conv3d_1a_7x7 = Unit3Dpy(in_ch, 64, (7, 7, 7), (2, 2, 2))
+        c64, c192 = scaled(64, width_mult), scaled(192, width_mult)
+        self.conv3d_1a_7x7 = Unit3Dpy(in_ch, c64, (7, 7, 7), (2, 2, 2))
         self.maxPool3d_2a_3x3 = MaxPool3dTFPadding((1, 3, 3), (1, 2, 2))
-        self.conv3d_2b_1x1 = Unit3Dpy(64, 64)
-        self.conv3d_2c_3x3 = Unit3Dpy(64, 192, (3, 3, 3))
+        self.conv3d_2b_1x1 = Unit3Dpy(c64, c64)
+        self.conv3d_2c_3x3 = Unit3Dpy(c64, c192, (3, 3, 3))
         self.maxPool3d_3a_3x3 = MaxPool3dTFPadding((1, 3, 3), (1, 2, 2))
-        self.mixed_3b, self.mixed_3c = Mixed(*MIXED["mixed_3b"]), Mixed(*MIXED["mixed_3c"])
-        self.maxPool3d_4a_3x3 = MaxPool3dTFPadding((3, 3, 3), (2, 2, 2))
-        for name in ("mixed_4b", "mixed_4c", "mixed_4d", "mixed_4e", "mixed_4f"):
-            setattr(self, name, Mixed(*MIXED[name]))
-        self.maxPool3d_5a_2x2 = MaxPool3dTFPadding((2, 2, 2), (2, 2, 2))
-        self.mixed_5b, self.mixed_5c = Mixed(*MIXED["mixed_5b"]), Mixed(*MIXED["mixed_5c"])
+        channels = c192  # each Mixed block takes the concatenated branches of the previous one
+        for name, (_, widths) in MIXED.items():
+            if name == "mixed_4b":
+                self.maxPool3d_4a_3x3 = MaxPool3dTFPadding((3, 3, 3), (2, 2, 2))
+            elif name == "mixed_5b":
+                self.maxPool3d_5a_2x2 = MaxPool3dTFPadding((2, 2, 2), (2, 2, 2))
+            branch_widths = [scaled(w, width_mult) for w in widths]
+            setattr(self, name, Mixed(channels, branch_widths))
+            channels = sum(branch_widths[i] for i in (0, 2, 4, 5))
+        self.feature_dim = channels  # 1024 at width 1.0
         if with_classifier:
             self.dropout = nn.Dropout(dropout_prob)
-            self.conv3d_0c_1x1_custom = Unit3Dpy(1024, num_classes, (7, 1, 1), activation=False, use_bn=False)
+            self.conv3d_0c_1x1_custom = Unit3Dpy(channels, num_classes, (7, 1, 1), activation=False, use_bn=False)
         else:
-            attach_pretrain_heads(self, 1024, (2, 1, 1))
+            attach_pretrain_heads(self, channels, (2, 1, 1))
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         for name in (

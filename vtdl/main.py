@@ -39,7 +39,9 @@ def check_common(args) -> None:
 
 
 def build_model(args, with_classifier: bool = True, require_classifier: bool = False) -> nn.Module:
-    model = build_backbone(args.arch, args.num_class, with_classifier, args.dropout, args.r2p1d_layers)
+    model = build_backbone(
+        args.arch, args.num_class, with_classifier, args.dropout, args.r2p1d_layers, width_mult=args.width_mult
+    )
     model.apply(weights_init)
     if args.weights:
         load_weight(model, args.weights, args.arch, require_classifier=require_classifier)

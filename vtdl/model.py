@@ -11,6 +11,7 @@ from torch import nn
 from shared_utils import dist
 from shared_utils.checkpoint import compare_keys, load_checkpoint, strip_prefix, unwrap_model
 from shared_utils.cli import fail
+from shared_utils.width import check_saved_width
 from vtdl.c3d import C3D
 from vtdl.i3d import I3D
 from vtdl.r2p1d import R2Plus1D
@@ -35,16 +36,19 @@ def build_backbone(
     dropout: float = 0.5,
     r2p1d_layers=(2, 2, 2, 2),
     c3d_pretrain_heads: bool = True,
+    width_mult: float = 1.0,
 ) -> nn.Module:
-    """The original's model_config: with_classifier=False gives the pretraining heads (id/cls/feature)."""
+    """The original's model_config: with_classifier=False gives the pretraining heads (id/cls/feature).
+    width_mult scales the backbone's channels (1.0: the original network); the heads take its feature_dim."""
+    common = {"num_classes": num_classes, "with_classifier": with_classifier, "width_mult": width_mult}
     if arch == "i3d":
-        return I3D(num_classes=num_classes, dropout_prob=dropout, with_classifier=with_classifier)
+        return I3D(dropout_prob=dropout, **common)
     if arch == "r3d":
-        return R3D(num_classes=num_classes, with_classifier=with_classifier)
+        return R3D(**common)
     if arch == "r2p1d":
-        return R2Plus1D(num_classes=num_classes, with_classifier=with_classifier, layers=parse_layers(r2p1d_layers))
+        return R2Plus1D(layers=parse_layers(r2p1d_layers), **common)
     if arch == "c3d":
-        return C3D(num_classes=num_classes, with_classifier=with_classifier, pretrain_heads=c3d_pretrain_heads)
+        return C3D(pretrain_heads=c3d_pretrain_heads, **common)
     fail(f"unknown --arch '{arch}' (choose from: i3d, r3d, r2p1d, c3d)")
 
 
@@ -135,8 +139,10 @@ def load_weight(model: nn.Module, path: str, arch: str, require_classifier: bool
     """
     if not path or not os.path.isfile(path):
         fail(f"--weights checkpoint not found: '{path}'")
-    state, kind = checkpoint_state_dict(load_checkpoint(path))
+    content = load_checkpoint(path)
     model = unwrap_model(model)
+    check_saved_width(content, getattr(model, "width_mult", 1.0), f"'{path}'")
+    state, kind = checkpoint_state_dict(content)
     report = compare_keys(model.state_dict(), state)
     heads = PRETRAIN_HEAD_KEYS + (() if require_classifier else CLASSIFIER_KEYS[arch])
     depth_mismatch = arch == "r2p1d" and not any(".blocks." in k for k in state)

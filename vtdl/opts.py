@@ -11,6 +11,7 @@ Batch sizes are GLOBAL (all processes together), as with the original's DataPara
 from __future__ import annotations
 
 from shared_utils.cli import ArgumentParser
+from shared_utils.width import add_width_flag
 
 PT_LOSSES = [
     "triplet",
@@ -78,6 +79,7 @@ def _common_new_flags(parser, pretrain: bool) -> None:
         default="2,2,2,2",
         help="R(2+1)D blocks per stage; the original pretrained 1,1,1,1 and fine-tuned 2,2,2,2 (spec §13.15)",
     )
+    add_width_flag(g)
 
 
 def get_pretrain_args_parser(add_help: bool = True) -> ArgumentParser:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared_utils.width import scaled
 from vtdl.heads import attach_pretrain_heads, run_pretrain_heads
 
 
@@ -72,24 +73,25 @@ class SpatioTemporalResLayer(nn.Module):
 
 class R2Plus1D(nn.Module):
     """forward -> pretraining (id [B,128], cls [B,200], feature [B,512]); fine-tuning raw logits [B,C];
-    return_conv=True: conv5 map [B,512,T/8,H/16,W/16]."""
+    return_conv=True: conv5 map [B,512,T/8,H/16,W/16]. width_mult scales the stem and the four stages."""
 
-    feature_dim = 512
-
-    def __init__(self, num_classes: int = 101, with_classifier: bool = False, layers=(2, 2, 2, 2)):
+    def __init__(self, num_classes: int = 101, with_classifier: bool = False, layers=(2, 2, 2, 2), width_mult=1.0):
         super().__init__()
         self.num_classes, self.with_classifier, self.layers = num_classes, with_classifier, tuple(layers)
-        self.conv1 = SpatioTemporalConv(3, 64, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3))
-        self.bn1 = nn.BatchNorm3d(64)
-        self.conv2 = SpatioTemporalResLayer(64, 64, 3, layers[0])
-        self.conv3 = SpatioTemporalResLayer(64, 128, 3, layers[1], downsample=True)
-        self.conv4 = SpatioTemporalResLayer(128, 256, 3, layers[2], downsample=True)
-        self.conv5 = SpatioTemporalResLayer(256, 512, 3, layers[3], downsample=True)
+        self.width_mult = width_mult
+        c64, c128, c256, c512 = (scaled(c, width_mult) for c in (64, 128, 256, 512))
+        self.conv1 = SpatioTemporalConv(3, c64, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3))
+        self.bn1 = nn.BatchNorm3d(c64)
+        self.conv2 = SpatioTemporalResLayer(c64, c64, 3, layers[0])
+        self.conv3 = SpatioTemporalResLayer(c64, c128, 3, layers[1], downsample=True)
+        self.conv4 = SpatioTemporalResLayer(c128, c256, 3, layers[2], downsample=True)
+        self.conv5 = SpatioTemporalResLayer(c256, c512, 3, layers[3], downsample=True)
+        self.feature_dim = c512  # 512 at width 1.0
         if with_classifier:
             self.pool = nn.AdaptiveAvgPool3d(1)
-            self.linear = nn.Linear(512, num_classes)
+            self.linear = nn.Linear(c512, num_classes)
         else:
-            attach_pretrain_heads(self, 512, (1, 1, 1))
+            attach_pretrain_heads(self, c512, (1, 1, 1))
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x)))

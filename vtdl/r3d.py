@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared_utils.width import scaled
 from vtdl.heads import attach_pretrain_heads, run_pretrain_heads
 
 
@@ -36,25 +37,25 @@ class BasicBlock(nn.Module):
 
 class R3D(nn.Module):
     """forward -> pretraining (id [B,128], cls [B,200], feature [B,512]); fine-tuning log-probs [B,C];
-    return_conv=True: layer4 map [B,512,T/16,H/32,W/32]."""
+    return_conv=True: layer4 map [B,512,T/16,H/32,W/32]. width_mult scales the stem and the four stages."""
 
-    feature_dim = 512
-
-    def __init__(self, num_classes: int = 101, with_classifier: bool = False, layers=(2, 2, 2, 2)):
+    def __init__(self, num_classes: int = 101, with_classifier: bool = False, layers=(2, 2, 2, 2), width_mult=1.0):
         super().__init__()
-        self.num_classes, self.with_classifier = num_classes, with_classifier
-        self.conv1 = nn.Conv3d(3, 64, 7, stride=(1, 2, 2), padding=3, bias=False)
-        self.bn1 = nn.BatchNorm3d(64)
+        self.num_classes, self.with_classifier, self.width_mult = num_classes, with_classifier, width_mult
+        planes = [scaled(c, width_mult) for c in (64, 128, 256, 512)]
+        self.conv1 = nn.Conv3d(3, planes[0], 7, stride=(1, 2, 2), padding=3, bias=False)
+        self.bn1 = nn.BatchNorm3d(planes[0])
         self.maxpool = nn.MaxPool3d(3, stride=2, padding=1)
-        self.in_ch = 64
-        self.layer1 = self._make_layer(64, layers[0], 1)
-        self.layer2 = self._make_layer(128, layers[1], 2)
-        self.layer3 = self._make_layer(256, layers[2], 2)
-        self.layer4 = self._make_layer(512, layers[3], 2)
+        self.in_ch = planes[0]
+        self.layer1 = self._make_layer(planes[0], layers[0], 1)
+        self.layer2 = self._make_layer(planes[1], layers[1], 2)
+        self.layer3 = self._make_layer(planes[2], layers[2], 2)
+        self.layer4 = self._make_layer(planes[3], layers[3], 2)
+        self.feature_dim = planes[3]  # 512 at width 1.0
         if with_classifier:
-            self.cp = nn.Conv3d(512, num_classes, 1, bias=False)
+            self.cp = nn.Conv3d(planes[3], num_classes, 1, bias=False)
         else:
-            attach_pretrain_heads(self, 512, (1, 1, 1))
+            attach_pretrain_heads(self, planes[3], (1, 1, 1))
         for m in self.modules():  # the constructor's own init (weights_init overwrites it when used)
             if isinstance(m, nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")

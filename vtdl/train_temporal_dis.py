@@ -176,7 +176,9 @@ def run_dirs(args) -> tuple[str, str]:
 
 def build_state(args, n_data: int) -> dict:
     """Query/key encoders (original init, key = copy of query), queue, criterion, SGD (query encoder only)."""
-    model = build_backbone(args.arch, num_classes=101, with_classifier=False, r2p1d_layers=args.r2p1d_layers)
+    model = build_backbone(
+        args.arch, num_classes=101, with_classifier=False, r2p1d_layers=args.r2p1d_layers, width_mult=args.width_mult
+    )
     model.apply(weights_init)
     model_ema = copy.deepcopy(model)
     model_ema.requires_grad_(False)
