@@ -12,11 +12,12 @@ DATA_ROOT ?= data
 OUT ?= runs
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install test test-all lint format demo bench synth smoke \
+.PHONY: help install test test-all lint format demo demo-long bench synth smoke \
         reproduce-memdpc reproduce-vtdl reproduce-videomoco reproduce-cpd clean
 
 help:
 	@echo "make demo     install, build the synthetic dataset, pretrain + evaluate all four methods on CPU"
+	@echo "make demo-long  the same with longer pretraining, 2 seeds averaged + 1 untuned verdict seed (<= 60 min)"
 	@echo "make test     install and run the test suite (pytest, without the @slow tests; make test-all runs them too)"
 	@echo "make bench    loader / process_data / train-step benchmarks (numbers -> bench/README.md)"
 	@echo "make reproduce-{memdpc,vtdl,videomoco,cpd} [DATA_ROOT=...] [SMOKE=1]"
@@ -54,6 +55,9 @@ synth: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
+
+demo-long: $(STAMP)
+	$(PY) scripts/demo.py --preset long
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

@@ -98,7 +98,9 @@ def _make_video(video: SynthVideo, cfg: dict, video_dir: str, codec: str) -> str
     """Render + encode one video (skipped when the file exists); returns its caption."""
     rng = video_rng(cfg["seed"], video)
     pool = appearance_pool(cfg["seed"], cfg["pool"]) if cfg["pool"] else None
-    spec = sample_video_spec(rng, video.cls, cfg["frames"], cfg["width"], cfg["height"], cfg["noise"], pool=pool)
+    spec = sample_video_spec(
+        rng, video.cls, cfg["frames"], cfg["width"], cfg["height"], cfg["noise"], pool=pool, camera=cfg["camera"]
+    )
     path = os.path.join(video_dir, video.cls, video.filename)
     if not os.path.isfile(path):
         write_video(path, render_video(spec, rng), cfg["fps"], codec)
@@ -170,6 +172,7 @@ def generate(
     codec: str | None = None,
     noise: float = 2.0,
     pool: int = DEFAULT_POOL,
+    camera: bool = True,
     workers: int = 1,
     overwrite: bool = False,
     verbose: bool = True,
@@ -187,7 +190,7 @@ def generate(
     if codec not in CODECS[ext] or codec not in av.codecs_available:
         fail(f"codec '{codec}' is not usable for .{ext} here (choose from: {', '.join(CODECS[ext])})")
     config_keys = ("classes", "train_per_class", "test_per_class", "frames", "width", "height", "fps", "seed")
-    cfg = {k: v for k, v in locals().items() if k in config_keys} | dict(ext=ext, codec=codec, noise=noise, pool=pool)
+    cfg = {k: v for k, v in locals().items() if k in config_keys} | dict(ext=ext, codec=codec, noise=noise, pool=pool, camera=camera)
     _check_config(out, cfg, overwrite)
     start = time.perf_counter()
     videos = plan_videos(classes, train_per_class, test_per_class, ext)
@@ -244,6 +247,12 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
         type=int,
         default=DEFAULT_POOL,
         help="backgrounds and shape designs shared by all videos (0: every video draws its own)",
+    )
+    p.add_argument(
+        "--static_camera",
+        dest="camera",
+        action="store_false",
+        help="keep the background still (default: it moves with the shapes, a camera motion of the class)",
     )
     p.add_argument("-j", "--workers", type=int, default=1, help="parallel processes (joblib)")
     p.add_argument("--overwrite", action="store_true", help="delete existing videos made with other settings")

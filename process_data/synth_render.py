@@ -88,6 +88,7 @@ BASE_RADIUS = (0.08, 0.12)  # shape radius at zero zoom offset
 ZOOM_AMPLITUDE = (0.60, 0.90)  # total log-scale change over the video (factor 1.8-2.5)
 SHIFT_AMPLITUDE = (0.40, 0.55)  # total translation over the video (~0.7 px/frame at 72 px, 48 frames)
 SPIN_DEG_PER_FRAME = (4.0, 7.0)
+CANVAS = 3  # the moving background is drawn on a canvas this many times the frame (covers shift and zoom-out)
 DEFAULT_POOL = 4  # backgrounds and shape designs shared by all videos (0: each video draws its own)
 
 
@@ -118,6 +119,7 @@ class VideoSpec:
     spin: float  # radians per frame
     tau: dict[str, int] = field(default_factory=dict)  # static-jitter frame per coordinate
     direction: int = 1  # +1 / -1: the sense of the motion where the class leaves it open (sideways, spin)
+    camera: bool = False  # the background moves with the shapes (a camera motion) instead of staying still
     noise: float = 0.0
     caption: str = ""
 
@@ -132,8 +134,9 @@ def moving_signs(spec: VideoSpec) -> dict[str, int]:
     return {name: (sign or spec.direction) for name, sign in MOTIONS[spec.cls]}
 
 
-def shape_states(spec: VideoSpec, t: int) -> np.ndarray:
-    """Per-shape state at frame t: float64 [n_shapes, 4] = (x, y, angle rad, log radius)."""
+def motion_offsets(spec: VideoSpec, t: int) -> tuple[float, float, float, float]:
+    """(dx px, dy px, angle rad, log-scale) of the scene's motion at frame t: the moving coordinates follow the
+    ramp in t, the others sit at their static-jitter frame tau."""
     moving = moving_signs(spec)
 
     def offset(name: str, amplitude: float) -> float:
@@ -141,9 +144,28 @@ def shape_states(spec: VideoSpec, t: int) -> np.ndarray:
             return moving[name] * amplitude * ramp(t, spec.n_frames)
         return amplitude * ramp(spec.tau[name], spec.n_frames)
 
-    dx, dy, dz = offset("x", spec.shift), offset("y", spec.shift), offset("scale", spec.zoom)
     da = moving["angle"] * spec.spin * t if "angle" in moving else 0.0
+    return offset("x", spec.shift), offset("y", spec.shift), da, offset("scale", spec.zoom)
+
+
+def shape_states(spec: VideoSpec, t: int) -> np.ndarray:
+    """Per-shape state at frame t: float64 [n_shapes, 4] = (x, y, angle rad, log radius)."""
+    dx, dy, da, dz = motion_offsets(spec, t)
     return np.array([[s.cx + dx, s.cy + dy, s.angle0 + da, s.log_radius + dz] for s in spec.shapes])
+
+
+def background_matrix(spec: VideoSpec, t: int) -> np.ndarray:
+    """2x3 map from the background canvas (CANVAS x the frame, centred on it) to frame t. With camera motion the
+    whole scene moves like its shapes (translated, turned and zoomed about the frame centre), so every patch of
+    the frame shows the class's motion; without it the background stays still."""
+    dx, dy, da, dz = motion_offsets(spec, t) if spec.camera else (0.0, 0.0, 0.0, 0.0)
+    scale = np.exp(dz)
+    c, s = scale * np.cos(da), scale * np.sin(da)
+    frame_centre = np.array([spec.width / 2, spec.height / 2])
+    canvas_centre = np.array([spec.width * CANVAS / 2, spec.height * CANVAS / 2])
+    linear = np.array([[c, -s], [s, c]])
+    shift = frame_centre + np.array([dx, dy]) - linear @ canvas_centre
+    return np.concatenate([linear, shift[:, None]], axis=1)
 
 
 # ------------------------------------------------------------------------------------------------ textures
@@ -241,11 +263,13 @@ def appearance_pool(seed: int, size: int) -> tuple[list[Look], list[Look]]:
 
 
 @functools.lru_cache(maxsize=64)
-def _background_pixels(look: Look, height: int, width: int) -> np.ndarray:
+def _background_pixels(look: Look, height: int, width: int, canvas: int = 1) -> np.ndarray:
+    """The look's background for a height x width frame, drawn on a canvas `canvas` times larger (same period)."""
     paint = np.random.default_rng(look.seed)
     short = min(width, height)
-    pattern = _texture(look.texture, height, width, paint, paint.uniform(0.10, 0.22) * short)[..., None]
+    pattern = _texture(look.texture, height * canvas, width * canvas, paint, paint.uniform(0.10, 0.22) * short)
     rgb = _jitter_colour(look.colour, paint)
+    pattern = pattern[..., None]
     return (pattern * _tone(rgb, 0.85) + (1 - pattern) * _tone(rgb, 0.6)).astype(np.float32)
 
 
@@ -267,6 +291,7 @@ def sample_video_spec(
     noise: float = 2.0,
     appearance: bool = True,
     pool: tuple[list[Look], list[Look]] | None = None,
+    camera: bool = False,
 ) -> VideoSpec:
     """Draw one video of class `cls`. Every draw is class-independent except which coordinates move.
 
@@ -292,10 +317,11 @@ def sample_video_spec(
         angle0 = rng.uniform(0, 2 * np.pi)
         sprite = _sprite_pixels(look) if appearance else None
         shapes.append(ShapeSpec(look.kind, look.colour, look.texture, sprite, log_radius, angle0, cx, cy))
-    background = _background_pixels(background_look, height, width) if appearance else None
+    canvas = CANVAS if camera else 1
+    background = _background_pixels(background_look, height, width, canvas) if appearance else None
     spec = VideoSpec(
         cls, n_frames, width, height, background, background_look.texture, background_look.colour, shapes,
-        shift, zoom, spin, tau=tau, direction=direction, noise=noise,
+        shift, zoom, spin, tau=tau, direction=direction, noise=noise, camera=camera,
     )  # fmt: skip
     spec.caption = make_caption(spec, rng)
     return spec
@@ -317,7 +343,13 @@ def make_caption(spec: VideoSpec, rng: np.random.Generator) -> str:
 
 def render_frame(spec: VideoSpec, t: int, rng: np.random.Generator | None = None) -> np.ndarray:
     """Frame t as uint8 [H, W, 3] RGB; `rng` draws the per-frame sensor noise (none when None or noise=0)."""
-    frame = spec.background.copy()
+    if spec.camera:
+        frame = cv2.warpAffine(
+            spec.background, background_matrix(spec, t), (spec.width, spec.height), flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT101,
+        )  # fmt: skip
+    else:
+        frame = spec.background.copy()
     centre = SPRITE_RADIUS + 1
     for shape, (x, y, angle, log_r) in zip(spec.shapes, shape_states(spec, t)):
         k = np.exp(log_r) / SPRITE_RADIUS

@@ -186,7 +186,7 @@ def pretrain(method: str, seed: int, args, logs: str) -> dict:
     recipe = RECIPES[method]
     run_dir = os.path.join(args.out, f"{method}_seed{seed}")
     fill = {"data": args.data, "run": run_dir, "py": sys.executable, "seed": seed}
-    fill["epochs"] = recipe.epochs[args.preset]
+    fill["epochs"] = args.epochs or recipe.epochs[args.preset]
     final = recipe.final.format(**fill)
     snapshots_dir = os.path.join(run_dir, "snapshots")
     if args.reuse and os.path.isfile(final):
@@ -410,6 +410,7 @@ def main() -> None:
     parser.add_argument("--num_clips", type=int, default=2, help="uniform clips per video in the evaluation")
     parser.add_argument("--curve_points", type=int, default=4, help="snapshots scored for the learning curves")
     parser.add_argument("--supervised_iters", type=int, default=300, help="0: no supervised upper bound")
+    parser.add_argument("--epochs", type=int, default=0, help="pretraining epochs of every method (default: the preset's)")
     parser.add_argument("--reuse", action="store_true", help="skip pretraining where the checkpoint exists")
     args = parser.parse_args()
     tuned, verdict_seed = PRESETS[args.preset]

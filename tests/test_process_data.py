@@ -481,7 +481,7 @@ def test_synth_is_deterministic_and_captions_describe_the_video(tmp_path):
         rel, caption = line.split("\t")
         video = plan[rel]
         pool = appearance_pool(7, DEFAULT_POOL)
-        spec = sample_video_spec(video_rng(7, video), video.cls, 6, 32, 24, appearance=False, pool=pool)
+        spec = sample_video_spec(video_rng(7, video), video.cls, 6, 32, 24, appearance=False, pool=pool, camera=True)
         assert caption == spec.caption
         assert any(verb in caption for pair in VERBS[video.cls] for verb in pair), caption
         assert all(f"{s.colour} {s.kind}" in caption for s in spec.shapes), caption
@@ -596,7 +596,7 @@ def _nearest_centroid_accuracy(train_x, train_y, test_x, test_y) -> float:
 
 
 def test_single_frames_do_not_reveal_the_class_but_two_frames_do():
-    """Rendered default-size videos (96x72, 48 frames, the default appearance pool), frames at a random time: a
+    """Rendered default-size videos (96x72, 48 frames, the default appearance pool and camera motion), frames at a random time: a
     nearest-centroid classifier on single-frame appearance statistics stays near chance (1/8), one on two-frame
     (flip-invariant) motion statistics does not."""
     single, motion, labels = [], [], []
@@ -604,7 +604,7 @@ def test_single_frames_do_not_reveal_the_class_but_two_frames_do():
     for c, cls in enumerate(CLASSES):
         for i in range(20):
             rng = np.random.default_rng([5, c, i])
-            spec = sample_video_spec(rng, cls, 48, 96, 72, pool=pool)
+            spec = sample_video_spec(rng, cls, 48, 96, 72, pool=pool, camera=True)
             t = int(rng.integers(44))
             a, b = render_frame(spec, t, rng), render_frame(spec, t + 4, rng)
             single.append(_frame_features(a))
@@ -630,3 +630,20 @@ def test_synth_hmdb51_split_files_describe_the_same_videos(synth_dataset):
     ucf_test = (synth_dataset.list_dir / "ucf101" / "test_split01.csv").read_text().splitlines()
     hmdb_test = (synth_dataset.list_dir / "hmdb51" / "test_split01.csv").read_text().splitlines()
     assert sorted(hmdb_test) == sorted(ucf_test)
+
+
+def test_camera_motion_moves_the_background_like_the_shapes():
+    """With camera motion the background follows the class's motion (the canvas point under the frame centre
+    moves by the shapes' offset); without it the background is the same at every frame."""
+    from process_data.synth_render import background_matrix, motion_offsets
+
+    spec = sample_video_spec(np.random.default_rng([4, 0]), "MoveUp", 48, 96, 72, camera=True)
+    first, last = render_frame(spec, 0), render_frame(spec, 47)
+    assert np.abs(first.astype(int) - last.astype(int)).mean() > 10  # the whole frame changes
+    centre = np.array([96 * 3 / 2, 72 * 3 / 2, 1.0])  # canvas centre
+    for t in (0, 20, 47):
+        dx, dy, _, _ = motion_offsets(spec, t)
+        np.testing.assert_allclose(background_matrix(spec, t) @ centre, [48 + dx, 36 + dy], atol=1e-9)
+    assert motion_offsets(spec, 47)[1] < motion_offsets(spec, 0)[1]  # up: y decreases
+    still = sample_video_spec(np.random.default_rng([4, 0]), "MoveUp", 48, 96, 72, camera=False)
+    np.testing.assert_allclose(background_matrix(still, 0), background_matrix(still, 47))
