@@ -233,3 +233,14 @@ def test_cli_fix_rejects_unknown_names(capsys):
     with pytest.raises(SystemExit):
         get_args_parser().parse_args(["--fix", "ft_lr"])  # an evaluation fix, not a pretraining one
     assert "unknown fix 'ft_lr'" in capsys.readouterr().err
+
+
+def test_pretraining_validation_is_augmented_like_training_and_drawn_from_the_test_split(synth_dataset):
+    """KEEP (quirk 10): pretraining validation uses the training augmentation, on 30% of the TEST split."""
+    args = get_args_parser().parse_args(["--csv_root", str(synth_dataset.list_dir), "--img_dim", "32", "--num_seq", "4",
+                                         "--ds", "1"])  # fmt: skip
+    train, val = build_dataset(args, "train", "pretrain"), build_dataset(args, "val", "pretrain")
+    assert [type(op).__name__ for op in val.transform.ops] == [type(op).__name__ for op in train.transform.ops]
+    assert not {e.path for e in val.entries} & {e.path for e in train.entries}
+    test_videos = len(synth_dataset.classes) * synth_dataset.test_per_class
+    assert len(val.entries) == max(1, round(0.3 * test_videos))

@@ -199,3 +199,13 @@ def test_reproduce_script_runs_the_original_commands():
     for name in ("hmdb51.sh", "ucf101.sh"):
         body = open(os.path.join(os.path.dirname(finetune_main.__file__), "scripts", name)).read()
         assert not re.search(r"--fix|--start_range_len", body)
+
+
+def test_pretraining_lr_schedule_is_the_originals():
+    """KEEP (spec §6.4): 0.003 to epoch 120, then x0.1 after each of 120/160/200 (milestones strictly below the
+    1-based epoch)."""
+    args = pretrain_args()
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.learning_rate)
+    lrs = [train_temporal_dis.adjust_learning_rate(optimizer, e, args) for e in (1, 120, 121, 160, 161, 200, 201, 240)]
+    assert lrs == pytest.approx([3e-3, 3e-3, 3e-4, 3e-4, 3e-5, 3e-5, 3e-6, 3e-6])
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(3e-6)
