@@ -111,7 +111,7 @@ def to_channels_last(model: torch.nn.Module, args) -> None:
 def lr_multiplier(step: int, milestones: list[int], gamma: float = 0.1, every_milestone: bool = False) -> float:
     """The released multiplier (MultiStepLR_Restart_Multiplier with repeat=1): gamma ** (milestones reached) up to the
     largest milestone, gamma ** (len(milestones) - 1) from there on. With the README's two milestones it drops ONCE
-    (x0.1 at the first, still x0.1 after the second); with one milestone it returns to 1 after it.
+    (x0.1 at the first, still x0.1 after the second); a single milestone never lowers it (x1 before and after).
     every_milestone=True (--fix schedule): gamma ** (milestones reached), the intended multi-step decay."""
     if not milestones:
         return 1.0
