@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from memdpc.augment import finetune_transform, pretrain_transform
+from memdpc.opts import scale_interpolation
 from shared_utils.cli import fail, require_dir, require_file
 from shared_utils.data import DataWarnings, unpack_index
 from shared_utils.frames import UnreadableClip, VideoEntry, load_frames, read_class_index, read_frame_csv
@@ -92,10 +93,12 @@ def clip_span(args) -> int:
 
 
 def val_subset(entries: list[VideoEntry], dataset: str, seed: int) -> list[VideoEntry]:
-    """A fixed random 30% of the videos (the original's validation set, drawn from the TEST split)."""
-    rng = np.random.default_rng(666 if dataset == "k400" else seed)
-    count = max(1, int(round(VAL_FRACTION * len(entries))))
-    return [entries[i] for i in sorted(rng.choice(len(entries), size=count, replace=False))]
+    """The original's validation set: pandas `sample(frac=0.3)` of the filtered TEST-split rows, which draws
+    `RandomState.permutation(n)[:round(0.3 n)]` from numpy's global RNG right after `np.random.seed(--seed)` (nothing
+    else draws from it first); K400: `random_state=666`. Same videos, same order."""
+    state = np.random.RandomState(666 if dataset == "k400" else seed)
+    count = max(1, round(VAL_FRACTION * len(entries)))
+    return [entries[i] for i in state.permutation(len(entries))[:count]]
 
 
 # --------------------------------------------------------------------------------------------------- datasets
@@ -210,7 +213,7 @@ def build_dataset(args, split: str, purpose: str = "pretrain", warnings: DataWar
     if split == "val":
         entries = val_subset(entries, args.dataset, args.seed)
     if purpose == "pretrain":
-        transform = pretrain_transform(args.img_dim, args.modality, args.scale_interp)
+        transform = pretrain_transform(args.img_dim, args.modality, scale_interpolation(args))
     else:
-        transform = finetune_transform(args.img_dim, split, args.modality, args.scale_interp)
+        transform = finetune_transform(args.img_dim, split, args.modality, scale_interpolation(args))
     return BlockDataset(entries, args.num_seq, args.seq_len, args.ds, transform, template, warnings)

@@ -21,7 +21,7 @@ from shared_utils.checkpoint import (
     plain_args,
     unwrap_model,
 )
-from shared_utils.cli import fail, require_choice
+from shared_utils.cli import fail, fix_enabled, require_choice
 from shared_utils.data import EpochSampler, build_loader
 from shared_utils.logger import log_run_header
 from shared_utils.rng import capture_rng_state, restore_rng_state
@@ -108,17 +108,32 @@ def to_channels_last(model: torch.nn.Module, args) -> None:
 # --------------------------------------------------------------------------------------------------- schedule
 
 
-def lr_multiplier(step: int, milestones: list[int], gamma: float = 0.1, legacy: bool = False) -> float:
-    """gamma ** (number of milestones reached). legacy=True reproduces the released code (repeat=1 restart logic):
-    the multiplier reaches gamma at the first milestone and stays there, never gamma ** 2."""
+def lr_multiplier(step: int, milestones: list[int], gamma: float = 0.1, every_milestone: bool = False) -> float:
+    """The released multiplier (MultiStepLR_Restart_Multiplier with repeat=1): gamma ** (milestones reached) up to the
+    largest milestone, gamma ** (len(milestones) - 1) from there on. With the README's two milestones it drops ONCE
+    (x0.1 at the first, still x0.1 after the second); a single milestone never lowers it (x1 before and after).
+    every_milestone=True (--fix schedule): gamma ** (milestones reached), the intended multi-step decay."""
     if not milestones:
         return 1.0
-    if legacy:
-        top = max(milestones)
-        if step // top >= 1:
-            return gamma ** (len(milestones) - 1)
-        return gamma ** len([m for m in milestones if step % top >= m])
-    return gamma ** len([m for m in milestones if step >= m])
+    if every_milestone:
+        return gamma ** len([m for m in milestones if step >= m])
+    top = max(milestones)
+    if step // top >= 1:
+        return gamma ** (len(milestones) - 1)
+    return gamma ** len([m for m in milestones if step % top >= m])
+
+
+def make_scheduler(optimizer, milestones: list[int], args, one_epoch_late: bool = False):
+    """LambdaLR over the released multiplier (or --fix schedule). one_epoch_late: the evaluation script steps it after
+    each epoch with the epoch index, so the LR of epoch e is lr * mult(e - 1) and a drop lands one epoch late."""
+    every = fix_enabled(args, "schedule")
+    if one_epoch_late:
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda e: lr_multiplier(max(e - 1, 0), milestones, every_milestone=every)
+        )
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_multiplier(step, milestones, every_milestone=every)
+    )
 
 
 # --------------------------------------------------------------------------------------------------- loaders

@@ -21,7 +21,7 @@ from memdpc.model import MemDPC, clean_state_dict
 from memdpc.opts import get_args_parser
 from shared_utils import dist
 from shared_utils.checkpoint import extract_state_dict, load_checkpoint, load_state_dict_reported
-from shared_utils.cli import fail, require_file, run_cli
+from shared_utils.cli import fail, fix_enabled, require_file, run_cli
 from shared_utils.data import DataWarnings
 from shared_utils.logger import MetricLogger, append_json_line, check_finite
 from shared_utils.rng import seed_everything
@@ -174,10 +174,9 @@ def worker(args) -> None:
     # ---------------------------------------------------------------- optimisation
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.wd)
     milestones = [m * steps for m in MILESTONES.get(args.dataset, [1000])]
-    print(f"LR steps (iterations): {milestones}{' (legacy single drop)' if args.legacy_schedule else ''}")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: engine.lr_multiplier(step, milestones, legacy=args.legacy_schedule)
-    )
+    rule = "x0.1 at every milestone (--fix schedule)" if fix_enabled(args, "schedule") else "the released single drop"
+    print(f"LR steps (iterations): {milestones}, {rule}")
+    scheduler = engine.make_scheduler(optimizer, milestones, args)
     ddp_model = engine.wrap_ddp(model, args)
     # ---------------------------------------------------------------- folders, logs, resume
     img_dir, model_dir = os.path.join(exp, "img"), os.path.join(exp, "model")

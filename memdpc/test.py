@@ -26,7 +26,7 @@ from memdpc.opts import get_eval_args_parser
 from memdpc.testing import crop_mode, fuse, multicrop_test
 from shared_utils import dist
 from shared_utils.checkpoint import extract_state_dict, load_checkpoint, load_state_dict_reported, unwrap_model
-from shared_utils.cli import fail, require_file, run_cli
+from shared_utils.cli import fail, fix_enabled, require_file, run_cli
 from shared_utils.data import DataWarnings
 from shared_utils.logger import MetricLogger, append_json_line, check_finite
 from shared_utils.metrics import accuracy
@@ -57,7 +57,7 @@ def build_model(args) -> LC:
         args.dropout,
         args.num_class,
         args.train_what,
-        relu_before_pool=not args.lc_pool_then_relu,
+        relu_before_pool=not fix_enabled(args, "lc_relu_order"),
         width_mult=args.width_mult,
     )
 
@@ -75,14 +75,14 @@ def load_pretrained(model, path: str) -> None:
 
 
 def param_groups(model, args) -> list[dict]:
-    """ft: backbone and GRUs at lr/10 (what the original intended; --legacy_ft_lr: one LR, what it did);
-    last: only final_bn + final_fc (the rest frozen); anything else: everything at one LR."""
+    """ft: everything at --lr, what the released code did (its lr/10 name match found nothing; --fix ft_lr gives
+    backbone and GRUs the intended lr/10); last: only final_bn + final_fc (the rest frozen); else: one LR."""
     named = list(model.named_parameters())
     if args.train_what == "last":
         for name, param in named:
             param.requires_grad = not any(word in name for word in FROZEN)
         return [{"params": [p for _, p in named if p.requires_grad]}]
-    if args.train_what == "ft" and not args.legacy_ft_lr:
+    if args.train_what == "ft" and fix_enabled(args, "ft_lr"):
         slow = [p for n, p in named if n.startswith(("backbone.", "agg_"))]
         fast = [p for n, p in named if not n.startswith(("backbone.", "agg_"))]
         return [{"params": slow, "lr": args.lr / 10}, {"params": fast}]
@@ -188,7 +188,7 @@ def experiment_dir(args) -> str:
         f"{args.dataset}-{args.img_dim}{flow}-sp{args.split}_{args.net}_{args.model}_bs{total}_lr{args.lr}"
         f"_wd{args.wd}_ds{args.ds}_seq{args.num_seq}_len{args.seq_len}_dp{args.dropout}_train-{args.train_what}"
     )
-    if args.pretrain and args.pretrain != "random":
+    if args.pretrain:  # the original appends it for --pretrain random too
         name += "_pt=" + args.pretrain.replace("/", "-")
     return os.path.join(f"log_{args.prefix}", name)
 
@@ -230,11 +230,10 @@ def worker(args) -> None:
     # ---------------------------------------------------------------- optimisation
     optimizer = torch.optim.Adam(param_groups(model, args), lr=args.lr, weight_decay=args.wd)
     milestones = args.schedule or SCHEDULE[args.dataset]
-    print(f"LR x0.1 after epochs {milestones}{' (legacy single drop)' if args.legacy_schedule else ''}")
+    rule = "x0.1 at every milestone (--fix schedule)" if fix_enabled(args, "schedule") else "the released single drop"
+    print(f"LR milestones (epochs) {milestones}, {rule}")
     # Stepped after each epoch with the epoch index, as the original: a drop takes effect one epoch late.
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda e: engine.lr_multiplier(max(e - 1, 0), milestones, legacy=args.legacy_schedule)
-    )
+    scheduler = engine.make_scheduler(optimizer, milestones, args, one_epoch_late=True)
     ddp_model = engine.wrap_ddp(model, args)
     # ---------------------------------------------------------------- folders, logs, resume
     img_dir, model_dir = os.path.join(exp, "img"), os.path.join(exp, "model")

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from memdpc import engine
 from memdpc.augment import VIEWS, view_transform
 from memdpc.dataset import build_dataset, class_names, first_item
+from memdpc.opts import scale_interpolation
 from shared_utils import dist
 from shared_utils.cli import fail, require_file
 from shared_utils.data import DataWarnings
@@ -69,7 +70,7 @@ def run_views(model, args, warnings: DataWarnings) -> tuple[dict, list, list]:
     dataset = build_dataset(args, "test", "eval", warnings)
     loader = engine.make_loader(dataset, args, shuffle=False, seed=args.seed, drop_last=False, collate_fn=first_item)
     mode = crop_mode(args)
-    transforms = [view_transform(args.img_dim, pos, flip, args.scale_interp) for pos, flip in VIEWS[mode]]
+    transforms = [view_transform(args.img_dim, pos, flip, scale_interpolation(args)) for pos, flip in VIEWS[mode]]
     model.eval()
     videos, clip_probs, clip_labels = {}, [], []
     for item in progress(loader, desc=f"test ({mode}, {len(transforms)} views)"):

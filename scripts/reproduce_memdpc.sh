@@ -5,7 +5,8 @@
 # SMOKE=1: the same pipeline on the synthetic dataset ($DATA_ROOT/synth, built with scripts/prepare_synth.sh if
 #   missing) with a toy configuration on the CPU (a few minutes on 2 cores).
 # Flow folders are found next to the frame trees (<root>/frames/<dataset> -> <root>/flow/<dataset>).
-# SMOKE=0: the README commands on the real data, laid out as the official archives unpack:
+# SMOKE=0: the README commands, unchanged (no opt-in fix: the released recipe), on the real data, laid out as the official
+#   archives unpack:
 #   $DATA_ROOT/UCF-101/<Class>/*.avi + $DATA_ROOT/ucfTrainTestlist/
 #   (PRETRAIN=k400 also needs $DATA_ROOT/kinetics400/<split>/<label>/*.mp4 + $DATA_ROOT/kinetics400/annotations/)
 #   PRETRAIN=ucf101 (default): R-2D3D-18 at 128 px pretrained on UCF101 (paper: 69.2% UCF101 finetuned);
@@ -40,8 +41,10 @@ else
   [ -d "$DATA_ROOT/UCF-101" ] || die "missing $DATA_ROOT/UCF-101 (see the layout at the top of $0)"
   [ -d "$DATA_ROOT/ucfTrainTestlist" ] || die "missing $DATA_ROOT/ucfTrainTestlist"
   LISTS="$DATA_ROOT/lists"
+  # as the original extract_ff.py: native resolution (UCF101 320x240, so the 224 crops come from the full frame) and
+  # JPEG quality 100
   "$PY" -m process_data.extract_frames --video_root "$DATA_ROOT/UCF-101" --frame_root "$DATA_ROOT/frames/ucf101" \
-    --short_side 128 --flow --flow_root "$DATA_ROOT/flow/ucf101" -j 16
+    --short_side 0 --quality 100 --flow --flow_root "$DATA_ROOT/flow/ucf101" -j 16
   "$PY" -m process_data.write_splits --dataset ucf101 --split_dir "$DATA_ROOT/ucfTrainTestlist" \
     --frame_root "$DATA_ROOT/frames/ucf101" --out "$LISTS"
   if [ "$PRETRAIN" = k400 ]; then
@@ -49,7 +52,7 @@ else
     "$PY" -m process_data.resize_video --video_root "$DATA_ROOT/kinetics400" --out_root "$DATA_ROOT/kinetics400_256" \
       --short_side 256 -j 16
     "$PY" -m process_data.extract_frames --video_root "$DATA_ROOT/kinetics400_256" --frame_root "$DATA_ROOT/frames/k400" \
-      --short_side 0 --flow --flow_root "$DATA_ROOT/flow/k400" -j 16
+      --short_side 0 --quality 100 --flow --flow_root "$DATA_ROOT/flow/k400" -j 16
     "$PY" -m process_data.write_splits --dataset kinetics400 --split_dir "$DATA_ROOT/kinetics400/annotations" \
       --frame_root "$DATA_ROOT/frames/k400" --out "$LISTS"
     DATASET=k400

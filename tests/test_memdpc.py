@@ -293,13 +293,17 @@ def test_dense_loss_equals_a_hand_computed_infonce():
     assert topk_fraction(shifted, torch.arange(5), topk=(1, 2)).tolist() == [[0.0, 1.0]]
 
 
-def test_lr_multiplier_fixed_and_legacy():
+def test_lr_multiplier_released_and_fixed():
     milestones = [300, 400]
-    assert [engine.lr_multiplier(e, milestones) for e in (0, 299, 300, 399, 400, 999)] == pytest.approx(
-        [1, 1, 0.1, 0.1, 0.01, 0.01]
+    released = [engine.lr_multiplier(e, milestones) for e in (0, 299, 300, 399, 400, 999)]
+    assert released == pytest.approx([1, 1, 0.1, 0.1, 0.1, 0.1])  # the released code never reaches 0.01
+    fixed = [engine.lr_multiplier(e, milestones, every_milestone=True) for e in (0, 299, 300, 399, 400, 999)]
+    assert fixed == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    # the released repeat=1 rule: one milestone -> back to 1 after it; three -> 0.01 between the 2nd and 3rd
+    assert [engine.lr_multiplier(e, [60]) for e in (59, 60, 200)] == pytest.approx([1, 1, 1])
+    assert [engine.lr_multiplier(e, [10, 20, 30]) for e in (9, 10, 20, 30, 99)] == pytest.approx(
+        [1, 0.1, 0.01, 0.01, 0.01]
     )
-    legacy = [engine.lr_multiplier(e, milestones, legacy=True) for e in (0, 299, 300, 399, 400, 999)]
-    assert legacy == pytest.approx([1, 1, 0.1, 0.1, 0.1, 0.1])  # the released code never reaches 0.01
 
 
 def test_json_log_is_trimmed_to_the_epochs_a_resumed_checkpoint_covers(tmp_path):

@@ -22,7 +22,7 @@ from vtdl import dataset as D
 from vtdl.features import build_clip_encoder
 from vtdl.loss import NCECriterion, NCESoftmaxLoss, ins_prob
 from vtdl.model import MemoryMoCo, build_backbone, load_weight, moment_update
-from vtdl.opts import get_args_parser, get_pretrain_args_parser
+from vtdl.opts import get_args_parser, get_pretrain_args_parser, start_range_len
 from vtdl.tca import intra_video_mixup, sample_tca_params, tca
 from vtdl.train_temporal_dis import QueryEncoder, compute_loss
 
@@ -432,7 +432,8 @@ def test_parser_original_commands_and_aliases():
         240,
         3,
     )
-    assert (pre.arch, pre.data_length, pre.stride, pre.spatial_size, pre.start_range_len) == ("i3d", 16, 4, 224, 16)
+    assert (pre.arch, pre.data_length, pre.stride, pre.spatial_size, pre.fix) == ("i3d", 16, 4, 224, [])
+    assert start_range_len(pre) == 32  # the original's start range (spec §13.3)
     with pytest.raises(SystemExit) as exc:
         get_pretrain_args_parser().parse_args(["--arch", "resnet"])
     assert exc.value.code == 2
@@ -466,8 +467,10 @@ def test_pipeline_pretrain_finetune_test_features(synth_dataset, tmp_path):
     ft_ckpt = load_checkpoint(str(ft / "fine_tune_rgb_model_latest.pth.tar"))
     assert ft_ckpt["epoch"] == 1 and ft_ckpt["arch"] == "i3d"
     assert ft_ckpt["state_dict"]["module.base_model.conv3d_0c_1x1_custom.conv3d.weight"].shape == (101, 1024, 7, 1, 1)
-    assert not (ft / "fine_tune_rgb_model_best.pth.tar").exists()  # no model selection on the test split
     record = json.loads(open(ft / "log.txt").read().splitlines()[-1])
+    # the original's model selection: _best is written when the val accuracy beats best_prec1 (starting at 0)
+    assert (ft / "fine_tune_rgb_model_best.pth.tar").exists() == (record["val_top1"] > 0)
+    assert record["best_prec1"] == record["val_top1"]
     assert record["val_videos"] == n_val and 0 <= record["val_top1"] <= 100
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(ft / "tb"))
 

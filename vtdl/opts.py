@@ -10,7 +10,9 @@ Batch sizes are GLOBAL (all processes together), as with the original's DataPara
 
 from __future__ import annotations
 
-from shared_utils.cli import ArgumentParser
+import argparse
+
+from shared_utils.cli import ArgumentParser, add_fix_flag, fix_enabled
 from shared_utils.width import add_width_flag
 
 PT_LOSSES = [
@@ -26,6 +28,41 @@ PT_LOSSES = [
     "TemporalDis",
 ]
 ARCHS = ["i3d", "r3d", "r2p1d", "c3d"]
+ORIGINAL_START_RANGE = 32  # the original sampler's new_length default: starts reserve 32*stride frames
+
+JITTER_FIX = {
+    "composed_jitter": "colour jitter applies all four adjustments in random order (the original's broken "
+    "composition applies exactly one of the four)",
+}
+PRETRAIN_FIXES = {
+    **JITTER_FIX,
+    "start_range": "draw clip starts from 1..N-data_length*stride+1, i.e. reserve one clip (the original "
+    "reserved 32*stride = 128 frames: the anchor is frame 1 for every video of at most 128 frames)",
+}
+FINETUNE_FIXES = {
+    **JITTER_FIX,
+    "center_val_clip": "validate on the centre clip of each video (the original drew a random start every epoch)",
+    "report_last": "report the final epoch and write no _best file (the original kept the best epoch, chosen on "
+    "the val list = the test split, and reported its accuracy)",
+}
+
+
+def jitter_mode(args: argparse.Namespace) -> str:
+    """'original' (exactly one of the four adjustments) or, with --fix composed_jitter, 'composed'."""
+    return "composed" if fix_enabled(args, "composed_jitter") else "original"
+
+
+def start_range_len(args: argparse.Namespace) -> int:
+    """Frames (in units of stride) reserved when drawing pretraining starts: --start_range_len if given, else the
+    original's 32, or the clip length with --fix start_range."""
+    if args.start_range_len is not None:
+        return args.start_range_len
+    return args.data_length if fix_enabled(args, "start_range") else ORIGINAL_START_RANGE
+
+
+def val_clip_mode(args: argparse.Namespace) -> str:
+    """'random' (the original's validation start) or, with --fix center_val_clip, 'center'."""
+    return "center" if fix_enabled(args, "center_val_clip") else "random"
 
 
 def _common_new_flags(parser, pretrain: bool) -> None:
@@ -68,12 +105,6 @@ def _common_new_flags(parser, pretrain: bool) -> None:
         help="also write the latest checkpoint every N iterations (mid-epoch resume)",
     )
     g.add_argument("--stop_at_iter", type=int, default=0, help="exit after this many global iterations (tests)")
-    g.add_argument(
-        "--color_jitter",
-        default="composed",
-        choices=["composed", "original"],
-        help="composed: all four adjustments in random order (fix); original: exactly one of the four (spec §2.4)",
-    )
     g.add_argument(
         "--r2p1d_layers",
         default="2,2,2,2",
@@ -146,9 +177,9 @@ def get_pretrain_args_parser(add_help: bool = True) -> ArgumentParser:
     g.add_argument(
         "--start_range_len",
         type=int,
-        default=16,
-        help="clip starts are drawn from "
-        "1..N-start_range_len*stride+1; the original used 32 (fix: 16 = the clip length)",
+        default=None,
+        help="clip starts are drawn from 1..N-start_range_len*stride+1; default: the original's 32 "
+        "(--fix start_range: the clip length --data_length)",
     )
     g.add_argument("--data_length", type=int, default=16, help="frames per clip (hard-wired 16 in the original)")
     g.add_argument("--stride", type=int, default=4, help="frame step inside a clip (hard-wired 4)")
@@ -161,6 +192,7 @@ def get_pretrain_args_parser(add_help: bool = True) -> ArgumentParser:
         help="device ids, one DDP process each (e.g. '0,1'); on CPU the number of ids is the number of gloo processes",
     )
     _common_new_flags(p, pretrain=True)
+    add_fix_flag(p, PRETRAIN_FIXES)
     return p
 
 
@@ -219,20 +251,7 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
     p.add_argument("--start-epoch", "--start_epoch", dest="start_epoch", type=int, default=0)
     p.add_argument("--test_clips", type=int, default=10, help="test.py: clips per video (the original ignored it)")
     p.add_argument("--clip_size", type=int, default=16, help="test.py: frames per test window")
-    g = p.add_argument_group("fixes switchable back to the original")
-    g.add_argument(
-        "--model_selection",
-        default="last",
-        choices=["last", "best_on_test"],
-        help="last: report "
-        "the final epoch (fix); best_on_test: the original's best epoch chosen on the val (=test) list",
-    )
-    g.add_argument(
-        "--val_clip",
-        default="center",
-        choices=["center", "random"],
-        help="validation clip start (the original's was random)",
-    )
+    g = p.add_argument_group("defects fixed by default, switchable back to the original")
     g.add_argument("--raw_logits_nll", action="store_true", help="original bug: NLL on raw R(2+1)D/C3D logits")
     g.add_argument(
         "--eval_protocol",
@@ -246,4 +265,5 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
     g.add_argument("--feature_path", default="", help="feature_extractor.py output .npy (labels/ids beside it)")
     g.add_argument("--amp", action="store_true", help="mixed precision: torch.autocast on CUDA")
     _common_new_flags(p, pretrain=False)
+    add_fix_flag(p, FINETUNE_FIXES)
     return p

@@ -26,7 +26,7 @@ from vtdl.dataset import PretrainDataset, TrainTransform, build_reader, read_lis
 from vtdl.heads import EMBED_DIM
 from vtdl.loss import NCECriterion, NCESoftmaxLoss, ins_prob, positive_probability
 from vtdl.model import MemoryMoCo, build_backbone, moment_update, weights_init
-from vtdl.opts import get_pretrain_args_parser
+from vtdl.opts import get_pretrain_args_parser, jitter_mode, start_range_len
 from vtdl.tca import tca
 
 
@@ -209,10 +209,10 @@ def build_loader_for(args, warnings: DataWarnings):
     dataset = PretrainDataset(
         entries,
         reader,
-        TrainTransform(args.spatial_size, args.color_jitter, args.aug),
+        TrainTransform(args.spatial_size, jitter_mode(args), args.aug),
         args.data_length,
         args.stride,
-        args.start_range_len,
+        start_range_len(args),
     )
     batch = runtime.per_rank_batch(args.batch_size, args.world_size)
     if len(dataset) < args.batch_size:
@@ -251,7 +251,8 @@ def pretrain(args) -> None:
     print(
         f"{len(dataset)} videos, {len(loader)} iterations/epoch, K={args.nce_k}, T={args.nce_t}, "
         f"TCA {'off' if args.no_tca else f'lambda<{args.tca_lambda}'}, temporal negative "
-        f"{'off' if args.no_temporal_negative else 'on'}, {args.world_size} process(es) on {args.device}"
+        f"{'off' if args.no_temporal_negative else 'on'}, {args.world_size} process(es) on {args.device}; "
+        f"starts reserve {dataset.range_len}x{args.stride} frames, colour jitter {dataset.transform.jitter}"
     )
 
     # ---------------------------------------------------------------- resume
