@@ -64,6 +64,19 @@ def make_entries(paths, labels, data_format: str, template: str, warnings: DataW
     return entries
 
 
+def long_enough(entries, fpc: int, warnings: DataWarnings, pad: bool = False) -> list:
+    """The entries with at least one full clip of `fpc` frames. torchvision's VideoClips (the original's index)
+    has no clip for a shorter video, so it is never sampled, trained on or tested; those are left out with a
+    count. pad=True (`--fix pad_short_videos`) keeps them: their clips repeat the last frame."""
+    if pad:
+        return list(entries)
+    kept = [entry for entry in entries if entry.n_frames >= fpc]
+    for entry in entries:
+        if entry.n_frames < fpc:
+            warnings.warn("short_video_left_out", f"{entry.path}: {entry.n_frames} frames < {fpc}, left out")
+    return kept
+
+
 def metadata_cache(folder: str, fallback_dir: str, path: str = "") -> str:
     """The video probe cache: `path` if given, else next to the videos (as the original's metadata file) or, if
     that folder is read-only, in fallback_dir."""
