@@ -109,6 +109,24 @@ def test_test_clips_are_cropped_from_the_native_frame_unless_test_resize(extra, 
     assert fix_on(args, "bn_train") is False  # test_resize alone leaves the fine-tuning BN mode as released
 
 
+def test_fine_tuning_draws_up_to_ten_distinct_clips_per_video_and_epoch_as_random_clip_sampler():
+    # 50 frames -> 19 candidate 32-frame clips; 36 frames -> 5 (RandomClipSampler gives min(5, 10) items)
+    data = vm_eval.EvalClips(entries(50, 36), None, fpc=32, step=1, crop=8, mode="train", repeats=10, seed=3)
+    assert len(data) == 15
+
+    def starts(epoch):
+        data.set_epoch(epoch)
+        picks = [data.train_clip_indices(i) for i in range(len(data))]
+        for _, idx in picks:
+            assert idx.tolist() == list(range(idx[0], idx[0] + 32))  # consecutive frames, never padded
+        return [sorted(int(idx[0]) for video, idx in picks if video == v) for v in (0, 1)]
+
+    first, second = starts(0), starts(1)
+    assert len(set(first[0])) == 10 and set(first[0]) <= set(range(19))  # distinct clips of video 0
+    assert first[1] == [0, 1, 2, 3, 4]  # all 5 clips of the short video, each once
+    assert first[0] != second[0] and starts(0) == first  # a new draw per epoch, reproducible
+
+
 # --------------------------------------------------------------------------------------------------- opt-in fixes
 
 

@@ -119,7 +119,7 @@ def build_split_data(args, split: int, ckp_dir: str, warnings: DataWarnings):
 def build_loaders(args, sets, warnings: DataWarnings, seed: int):
     reader = ClipReader(args.data_format, args.frame_template, warnings)
     common = dict(reader=reader, fpc=args.frame_per_clip, step=args.step_between_clips, crop=args.crop_size)
-    train_set = EvalClips(sets["train"][0], mode="train", repeats=args.train_clips_per_video, **common)
+    train_set = EvalClips(sets["train"][0], mode="train", repeats=args.train_clips_per_video, seed=seed, **common)
     test_set = EvalClips(
         sets["test"][0],
         mode="test",
@@ -252,6 +252,7 @@ def fine_tune(args, split, model, model_ddp, optimizer, loaders, start_epoch, be
     for epoch in range(start_epoch, args.epochs):
         lr = adjust_learning_rate([optimizer], epoch, args)
         train_sampler.set_epoch(epoch)
+        train_loader.dataset.set_epoch(epoch)  # this epoch's distinct clips per video
         train_stats = train_one_epoch(model_ddp, train_loader, optimizer, epoch, args, writer)
         stats = evaluate(model_ddp, test_loader, args)
         report(stats, listed)

@@ -357,7 +357,10 @@ def _eval_additions(p) -> None:
         "without resize); standard = --fix bn_train,test_resize",
     )
     a.add_argument(
-        "--train_clips_per_video", default=10, type=int, help="random training clips per video and epoch (original: 10)"
+        "--train_clips_per_video",
+        default=10,
+        type=int,
+        help="distinct random training clips per video and epoch (original: RandomClipSampler(..., 10))",
     )
 
 
