@@ -4,6 +4,8 @@ own behaviour (README fixes table)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -166,3 +168,15 @@ def test_text_eval_fix_puts_the_frozen_text_encoder_in_eval_mode_during_stage_on
 
     assert text_mode_after_one_epoch() is True  # released: dropout active while the text encoder is frozen
     assert text_mode_after_one_epoch("--fix", "text_eval") is False
+
+
+def test_reproduce_script_runs_the_readme_commands_without_fixes():
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "reproduce_cpd.sh")
+    text = open(script).read()
+    for switch in ("--fix", "--text_attention_mask", "--text_eval_mode", "--shortcut_grad", "--val_mode"):
+        assert switch not in text  # neither the SMOKE nor the real-data run switches a fix on
+    real = text.split("\nelse\n", 1)[1]
+    assert 'PRE_FLAGS="--n_epochs 300 --ft_bert_ep 150 --batch_size 256 --n_threads 16 --stride_size 4' in real
+    flat = " ".join(text.replace("\\\n", " ").split())  # continuation lines joined
+    assert "--lr_patience 5 --dp 0.8 --lr_factor 0.1 --learning_rate 0.02 --weight_decay 1e-4" in flat
+    assert "--sample_size 256" in real and "FT_CKPT=save_100.pth" in real  # 256-px test of the last checkpoint

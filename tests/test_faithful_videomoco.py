@@ -3,6 +3,8 @@ sampling, protocol), and every `--fix` changes exactly its own behaviour (README
 
 from __future__ import annotations
 
+import os
+import re
 from argparse import Namespace
 
 import pytest
@@ -189,3 +191,13 @@ def test_pure_g_grad_removes_only_the_contrastive_share_of_the_generator_gradien
     for a, b in zip(d_released, d_pure):
         torch.testing.assert_close(a, b)  # D's gradient is grad L_D either way
     assert any(not torch.allclose(a, b) for a, b in zip(g_released, g_pure))  # G loses grad L_D
+
+
+def test_reproduce_script_runs_the_readme_commands_without_fixes_on_real_data():
+    script = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "reproduce_videomoco.sh"
+    )
+    real = re.split(r"\n# -+ real data\n", open(script).read())[1]  # the SMOKE=0 part
+    assert "--fix" not in real and "--protocol" not in real and "--aug" not in real  # faithful recipe, unchanged
+    readme = "-a r2plus1d_18 --lr 0.005 -fpc 32 -b 32 -j 128 --epochs 200 --schedule 120 160"
+    assert readme in real and "videomoco/eval.py" in real
