@@ -7,6 +7,7 @@ import os
 import re
 from argparse import Namespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,7 +17,7 @@ from shared_utils.logger import make_tb_writer
 from videomoco import eval as vm_eval
 from videomoco import train
 from videomoco.augment import VideoMoCoAugment
-from videomoco.dataset import long_enough
+from videomoco.dataset import PretrainClips, long_enough
 from videomoco.opts import EVAL_FIXES, TRAIN_FIXES, fix_on, get_args_parser, get_eval_args_parser
 
 README_TRAIN = (
@@ -78,6 +79,32 @@ def test_videos_shorter_than_one_clip_are_left_out_as_videoclips_does():
     assert warnings.counts()["short_video_left_out"] == 1
     padded = long_enough(entries(31, 32, 100), 32, DataWarnings(), pad=True)
     assert [e.n_frames for e in padded] == [31, 32, 100]
+
+
+class RecordingReader:
+    """Frames whose pixel values are their frame index; records the indices asked for."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+
+    def __call__(self, entry, indices):
+        self.calls.append([int(i) for i in indices])
+        values = np.asarray(indices, dtype=np.uint8)[:, None, None, None]
+        return np.ascontiguousarray(np.broadcast_to(values, (len(indices), 24, 32, 3)))
+
+
+@pytest.mark.parametrize("two_clips", [False, True])
+def test_query_and_key_share_their_frames_unless_two_clips(two_clips):
+    reader = RecordingReader()
+    data = PretrainClips(entries(200), reader, fpc=8, step=1, crop=16, two_clips=two_clips)
+    views = [data[(0, seed)] for seed in range(6)]
+    for view_q, view_k, index in views:
+        assert index == 0 and view_q.shape == view_k.shape == (3, 8, 16, 16)
+        frames_q = (view_q[0, :, 8, 8] * 255).round()  # the frame index of each of the 8 frames
+        assert torch.equal(frames_q - frames_q[0], torch.arange(8.0))  # consecutive frames of one clip
+    assert all(len(call) == 8 * (2 if two_clips else 1) for call in reader.calls)  # one decode per view pair
+    same = [torch.equal((q[0, :, 8, 8] * 255).round(), (k[0, :, 8, 8] * 255).round()) for q, k, _ in views]
+    assert all(same) if not two_clips else not all(same)
 
 
 def eval_args(*extra: str) -> Namespace:
