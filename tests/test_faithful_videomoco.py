@@ -3,6 +3,7 @@ sampling, protocol), and every `--fix` changes exactly its own behaviour (README
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from argparse import Namespace
@@ -192,20 +193,39 @@ def toy_pretrain_args(*extra: str) -> Namespace:
     return args
 
 
-def test_model_fixes_change_the_decay_form_and_the_dropped_frames():
-    G, D, _, _, _ = train.build_models(toy_pretrain_args())
-    assert D.decay_mode == "code" and G.largest is False
-    G, D, _, _, _ = train.build_models(toy_pretrain_args("--fix", "paper_decay"))
-    assert D.decay_mode == "paper" and G.largest is False
-    G, D, _, _, _ = train.build_models(toy_pretrain_args("--fix", "drop_highest"))
-    assert D.decay_mode == "code" and G.largest is True
+def test_model_fixes_change_the_decay_form_and_the_dropped_frames(monkeypatch):
+    built = {}
+
+    def recorder(name):
+        def build(*args, **kwargs):
+            built[name] = args
+            stub = torch.nn.Module()  # stands in for the network: only the constructor arguments matter
+            stub.encoder_q = torch.nn.Linear(1, 1)
+            return stub
+
+        return build
+
+    monkeypatch.setattr(train, "MaskGenerator", recorder("G"))
+    monkeypatch.setattr(train, "VideoMoCo", recorder("D"))
+    for extra, decay, select in [
+        ((), "code", "lowest"),
+        (("--fix", "paper_decay"), "paper", "lowest"),
+        (("--fix", "drop_highest"), "code", "highest"),
+        (("--decay_mode", "paper", "--drop_select", "highest"), "paper", "highest"),
+    ]:
+        train.build_models(toy_pretrain_args(*extra))
+        assert built["D"][-1] == decay and built["G"][-1] == select, extra
+        assert built["G"][:3] == (4, 16, 1)  # 4 frames at 16 px, 25 % of 4 = 1 dropped
 
 
 def test_pure_g_grad_removes_only_the_contrastive_share_of_the_generator_gradient():
+    torch.manual_seed(0)
+    models = train.build_models(toy_pretrain_args())
+
     def grads(*extra: str):
         args = toy_pretrain_args(*extra)
-        torch.manual_seed(0)
-        G, D, D_ddp, _, _ = train.build_models(args)
+        G, D = copy.deepcopy(models[0]), copy.deepcopy(models[1])
+        D_ddp = D
         opt_g = torch.optim.SGD(G.parameters(), lr=0.0)  # lr 0: the gradients stay to be compared
         opt_d = torch.optim.SGD(D.encoder_q.parameters(), lr=0.0)
         torch.manual_seed(1)
