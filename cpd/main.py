@@ -15,7 +15,7 @@ from cpd import utils
 from cpd.dataset import InstagramDataset
 from cpd.loss import cpd_loss, nce_accuracy
 from cpd.model import CPD, build_model, pretraining_param_groups, text_groups
-from cpd.opts import get_args_parser
+from cpd.opts import fix_on, get_args_parser
 from cpd.text import load_tokenizer
 from shared_utils import dist
 from shared_utils.checkpoint import unwrap_model
@@ -32,7 +32,7 @@ def train_one_epoch(model, loader, optimizer, epoch, args, state, writer, batch_
     bare: CPD = unwrap_model(model)
     updbert = epoch > args.ft_bert_ep  # curriculum: text encoder trained only after ft_bert_ep
     model.train()
-    if args.text_eval_mode and not updbert:
+    if fix_on(args, "text_eval") and not updbert:
         bare.textual_encoder.eval()
     logger = MetricLogger()
     start_iter = state["start_iter"]

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cpd.opts import fix_on
 from cpd.resnet import ResNet, resnet3d
 from cpd.text import hidden_size, load_text_encoder
 from shared_utils import dist
@@ -138,7 +139,7 @@ def build_visual_encoder(args, n_classes: int | None = None, dp: float | None = 
         num_classes=args.n_classes if n_classes is None else n_classes,
         shortcut_type=args.resnet_shortcut,
         dp=args.dp if dp is None else dp,
-        shortcut_grad=getattr(args, "shortcut_grad", False),
+        shortcut_grad=fix_on(args, "shortcut_grad"),
         width_mult=getattr(args, "width_mult", 1.0),
     )
 
@@ -148,7 +149,7 @@ def build_model(args, n_data: int, textual_encoder: nn.Module | None = None) -> 
     visual = build_visual_encoder(args)  # dp > 0: dropout before the replaced fc AND as the fc, as the original
     text = textual_encoder if textual_encoder is not None else load_text_encoder(args.text_model)
     return CPD(
-        visual, text, n_data, args.emb_dim, args.nce_k, args.nce_t, args.nce_m, args.dp, args.text_attention_mask
+        visual, text, n_data, args.emb_dim, args.nce_k, args.nce_t, args.nce_m, args.dp, fix_on(args, "text_mask")
     )
 
 

@@ -3,8 +3,28 @@ additions for the modern stack. argparse abbreviation stays on: the README passe
 
 from __future__ import annotations
 
-from shared_utils.cli import ArgumentParser
+from shared_utils.cli import ArgumentParser, add_fix_flag, fix_enabled
 from shared_utils.width import WIDTH_HELP, positive_float
+
+# Opt-in fixes (`--fix NAME[,NAME]`): without them every phase runs the released recipe (README fixes table).
+FIXES = {
+    "text_mask": "pass the padding mask to the text encoder (released: none, padding is attended to); "
+    "old spelling --text_attention_mask",
+    "text_eval": "text encoder in eval mode (no dropout) while frozen in stage I (released: train mode); "
+    "old spelling --text_eval_mode",
+    "shortcut_grad": "gradients flow through the zero-padding shortcuts A (released: detached); "
+    "old spelling --shortcut_grad",
+    "center_val": "fine-tuning validation on the middle clip, centre crop (released: one random clip and crop); "
+    "old spelling --val_mode center",
+}
+OLDER_SPELLINGS = {"text_mask": "text_attention_mask", "text_eval": "text_eval_mode", "shortcut_grad": "shortcut_grad"}
+
+
+def fix_on(args, name: str) -> bool:
+    """Whether fix `name` is on: `--fix name`, or the older spelling of the same switch."""
+    if name == "center_val" and getattr(args, "val_mode", "random") == "center":
+        return True
+    return fix_enabled(args, name) or bool(getattr(args, OLDER_SPELLINGS.get(name, ""), False))
 
 
 def _original_flags(parser: ArgumentParser) -> None:
@@ -87,13 +107,18 @@ def _added_flags(parser: ArgumentParser) -> None:
     add("--text_model", type=str, default="distilbert-base-uncased", help="HF name (local cache only) or local folder")
     add("--tokenizer", type=str, default=None, help="tokenizer folder/name (default: --text_model)")
     add("--max_text_len", type=int, default=64, help="token ids per caption (zero padded / truncated)")
-    add("--text_attention_mask", action="store_true", help="pass the padding mask to the text encoder (original: no)")
-    add("--text_eval_mode", action="store_true", help="text encoder in eval mode (no dropout) while frozen")
-    add("--shortcut_grad", action="store_true", help="let gradients flow through shortcut A (original: detached)")
+    add("--text_attention_mask", action="store_true", help="= --fix text_mask")
+    add("--text_eval_mode", action="store_true", help="= --fix text_eval")
+    add("--shortcut_grad", action="store_true", help="= --fix shortcut_grad")
     add("--lr_steps", type=int, nargs="+", default=[100, 201, 250], help="pretraining: lr x 0.1 after these epochs")
     add("--bert_lr_scale", type=float, default=0.1, help="pretraining: text lr = this x lr_bert when unfrozen")
     add("--bert_lr_lead", type=int, default=1, help="pretraining: text lr set this many epochs before ft_bert_ep ends")
-    add("--val_mode", type=str, default="random", help="fine-tuning validation clip: random (original) | center")
+    add(
+        "--val_mode",
+        type=str,
+        default="random",
+        help="fine-tuning validation clip: random (original) | center (= --fix center_val)",
+    )
     add("--num_test_clips", type=int, default=10, help="temporal clips per test video")
     add("--num_test_crops", type=int, default=3, help="spatial crops per test clip")
     add("--zs_template", type=str, default="{}", help="zero-shot prompt; {} = class name in words")
@@ -116,6 +141,7 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
     parser = ArgumentParser("CPD", add_help=add_help, allow_abbrev=True)
     _original_flags(parser)
     _added_flags(parser)
+    add_fix_flag(parser, FIXES)
     return parser
 
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from cpd import utils
 from cpd.dataset import UcfHmdb
 from cpd.model import build_visual_encoder
+from cpd.opts import fix_on
 from cpd.resnet import fine_tuning_parameters
 from shared_utils import dist
 from shared_utils.checkpoint import extract_state_dict, load_checkpoint, load_state_dict_reported, strip_prefix
@@ -222,7 +223,7 @@ def main_finetuning(args):
             nf,
             args.stride_size,
             args.sample_size,
-            center=args.val_mode == "center",
+            center=fix_on(args, "center_val"),
             warnings=warnings,
             verbose=False,
         )

@@ -1,7 +1,7 @@
 """Videos -> JPEG frame folders (+ optional optical-flow JPEGs), parallel, resumable, corrupt videos reported.
 
-    python -m process_data.extract_frames --video_root UCF-101 --frame_root frames [--short_side 128]
-        [--quality 95] [--template image_%05d.jpg] [--flow --flow_root flow] [-j 8]
+    python -m process_data.extract_frames --video_root UCF-101 --frame_root frames [--short_side 0]
+        [--quality 100] [--template image_%05d.jpg] [--flow --flow_root flow] [-j 8]
 
 `<video_root>/<rel dir>/<stem>.<ext>` -> `<frame_root>/<rel dir>/<stem>/image_00001.jpg ...` (1-based), which
 mirrors UCF101 (`<Class>/*.avi`), HMDB51 (`<class>/*.avi`) and Kinetics (`<split>/<label>/*.mp4`) alike.
@@ -37,6 +37,11 @@ from process_data.common import (
 )
 from process_data.flow import flow_algorithm, flow_function, flow_to_image
 from shared_utils.cli import ArgumentParser, fail, require_dir, run_cli
+
+# The original pipelines' extraction: MemDPC's extract_ff.py writes every frame at its native size with JPEG
+# quality 100 (it resizes in the data loader); VideoMoCo and CPD decode the videos themselves at native size.
+NATIVE = 0
+ORIGINAL_QUALITY = 100
 
 # ------------------------------------------------------------------------------------------------ decoding
 
@@ -223,8 +228,8 @@ def _check_count(n_decoded: int, info: dict, cfg: dict) -> str | None:
 def extract(
     video_root: str,
     frame_root: str,
-    short_side: int = 128,
-    quality: int = 95,
+    short_side: int = NATIVE,
+    quality: int = ORIGINAL_QUALITY,
     template: str = "image_%05d.jpg",
     flow: bool = False,
     flow_root: str | None = None,
@@ -341,10 +346,13 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
     p.add_argument(
         "--short_side",
         type=int,
-        default=128,
-        help="resize so the short side is this many px (128: MemDPC UCF/HMDB; 256: K400); 0 = native",
+        default=NATIVE,
+        help="resize so the short side is this many px; 0 (default) = native, as MemDPC's extract_ff.py wrote "
+        "and the video decoders of VideoMoCo and CPD read (README table)",
     )
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100 (MemDPC used 100)")
+    p.add_argument(
+        "--quality", type=int, default=ORIGINAL_QUALITY, help="JPEG quality 1..100 (default 100, as extract_ff.py)"
+    )
     p.add_argument("--template", default="image_%05d.jpg", help="1-based frame file name (VTDL HMDB: img_%%05d.jpg)")
     p.add_argument(
         "--flow", action="store_true", help="also write optical-flow JPEGs (TV-L1 if available, else Farneback)"

@@ -43,9 +43,9 @@ if [ "$SMOKE" = "1" ]; then
     --resume "$RUN/phase1/netD/checkpoint_0001.pth.tar" --log_dir "$RUN/phase2_log" --ckp_dir "$RUN/phase2"
   CKPT="$RUN/phase2/netD/checkpoint_0002.pth.tar"
   [ -f "$CKPT" ] || fail "pretraining did not write $CKPT"
-  # fine-tuning + video-level test; BN in train mode (--protocol standard): a 2-epoch toy pretraining leaves
+  # fine-tuning + video-level test with --fix bn_train,test_resize (BN in train mode): a 2-epoch toy pretraining leaves
   # running statistics that the released eval-mode recipe cannot fine-tune from
-  EVAL=("${TINY[@]}" -b 16 --epochs 1 -cpv 3 --train_clips_per_video 1 --protocol standard)
+  EVAL=("${TINY[@]}" -b 16 --epochs 1 -cpv 3 --train_clips_per_video 1 --fix bn_train,test_resize)
   UCF=(--video_dir "$RAW/UCF-101" --split_dir "$RAW/ucfTrainTestlist")
   HMDB=(--dataset hmdb51 --video_dir "$RAW/UCF-101" --split_dir "$RAW/testTrainMulti_7030_splits")
   "$PY" videomoco/eval.py "${EVAL[@]}" --pretrained "$CKPT" "${UCF[@]}" --log_dir "$RUN/eval_ucf_pretrained" \

@@ -35,6 +35,7 @@ class DataWarnings:
         "corrupt_frame": "corrupt frames (replaced by the nearest readable frame)",
         "unreadable_video": "unreadable or empty videos (skipped)",
         "short_video": "videos shorter than one clip (padded)",
+        "short_video_left_out": "videos shorter than one clip (left out, as the original's clip index)",
         "decode_error": "clips that failed to decode (another video was used or the clip was skipped)",
     }
     PRINT_LIMIT = 5

@@ -350,7 +350,10 @@ def test_extract_matches_decoded_video_and_is_deterministic(synth_dataset, tmp_p
     # the parallel path and another template give byte-identical JPEGs
     one_class = tmp_path / "videos" / synth_dataset.classes[1]
     shutil.copytree(synth_dataset.video_root / synth_dataset.classes[1], one_class)
-    extract(str(one_class.parent), str(tmp_path / "f"), short_side=0, template="img_%05d.jpg", workers=2, verbose=False)
+    extract(
+        str(one_class.parent), str(tmp_path / "f"), short_side=0, quality=95, template="img_%05d.jpg", workers=2,
+        verbose=False,
+    )  # fmt: skip
     for i in (1, synth_dataset.num_frames):
         assert md5(tmp_path / "f" / rel / f"img_{i:05d}.jpg") == md5(
             synth_dataset.frame_root / rel / f"image_{i:05d}.jpg"
@@ -402,6 +405,25 @@ def test_flow_channels_follow_the_motion(tmp_path, dx, dy):
     assert moving.sum() > 7 * 50
     mean_dx, mean_dy = flows[..., 0][moving].mean(), flows[..., 1][moving].mean()
     assert abs(mean_dx - dx) < 0.8 and abs(mean_dy - dy) < 0.8, (mean_dx, mean_dy)
+
+
+def test_extraction_defaults_are_the_original_pipelines_native_size_and_quality_100(synth_dataset, tmp_path):
+    """MemDPC's extract_ff.py wrote native-size frames at JPEG quality 100 (VideoMoCo and CPD decode the videos at
+    native size); the defaults of the function and of the command line must stay that."""
+    from process_data.extract_frames import get_args_parser
+
+    args = get_args_parser().parse_args(["--video_root", "V", "--frame_root", "F"])
+    assert (args.short_side, args.quality) == (0, 100)
+    name = synth_dataset.classes[0]
+    one_class = tmp_path / "videos" / name
+    shutil.copytree(synth_dataset.video_root / name, one_class)
+    extract(str(one_class.parent), str(tmp_path / "f"), verbose=False)
+    rel = f"{name}/v_{name}_g01_c01"
+    with Image.open(tmp_path / "f" / rel / "image_00001.jpg") as image:
+        assert image.size == (synth_dataset.width, synth_dataset.height)  # native 64 x 48, not resized
+        assert all(value == 1 for table in image.quantization.values() for value in table)  # q100: all steps 1
+    with Image.open(synth_dataset.frame_root / rel / "image_00001.jpg") as q95:  # the fixture asks for q95
+        assert any(value > 1 for table in q95.quantization.values() for value in table)
 
 
 def test_extract_cli_errors(tmp_path):

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from shared_utils.cli import fail
 from shared_utils.data import DataWarnings, unpack_index
 from shared_utils.frames import UnreadableClip, VideoEntry, count_frames, load_frames
+from shared_utils.rng import derive_seed
 from shared_utils.transforms import IMAGENET_MEAN, IMAGENET_STD, random_resized_crop_params
 from shared_utils.video import decode_frames, video_entries
 
@@ -62,6 +63,19 @@ def make_entries(paths, labels, data_format: str, template: str, warnings: DataW
             continue
         entries.append(VideoEntry(path, n, label, "/".join(path.rstrip("/").split(os.sep)[-2:])))
     return entries
+
+
+def long_enough(entries, fpc: int, warnings: DataWarnings, pad: bool = False) -> list:
+    """The entries with at least one full clip of `fpc` frames. torchvision's VideoClips (the original's index)
+    has no clip for a shorter video, so it is never sampled, trained on or tested; those are left out with a
+    count. pad=True (`--fix pad_short_videos`) keeps them: their clips repeat the last frame."""
+    if pad:
+        return list(entries)
+    kept = [entry for entry in entries if entry.n_frames >= fpc]
+    for entry in entries:
+        if entry.n_frames < fpc:
+            warnings.warn("short_video_left_out", f"{entry.path}: {entry.n_frames} frames < {fpc}, left out")
+    return kept
 
 
 def metadata_cache(folder: str, fallback_dir: str, path: str = "") -> str:
@@ -264,8 +278,10 @@ class PretrainClips(Dataset):
 
 class EvalClips(Dataset):
     """Fine-tuning / test clips. 'train' item: (clip [3, T, S, S], label, index) from a random clip (random
-    resized crop 0.08-1, flip, normalise); `repeats` items per video and epoch. 'test' item: (clips
-    [cpv, 3, T, S, S], label, index) from `cpv` uniform clips, center crop; None if the video is unreadable."""
+    resized crop 0.08-1, flip, normalise); up to `repeats` *distinct* clips per video and epoch, as
+    torchvision's RandomClipSampler(…, 10) (a video with fewer candidate clips gives fewer items). 'test' item:
+    (clips [cpv, 3, T, S, S], label, index) from `cpv` uniform clips, center crop; None if the video is
+    unreadable. Call `set_epoch` before each training epoch (the distinct clips are drawn per video and epoch)."""
 
     def __init__(
         self,
@@ -278,16 +294,32 @@ class EvalClips(Dataset):
         clips_per_video: int = 10,
         repeats: int = 1,
         resize_test: bool = False,
+        seed: int = 0,
     ):
         self.entries, self.reader, self.mode = list(entries), reader, mode
         self.fpc, self.step, self.crop = fpc, step, crop
         self.cpv, self.repeats, self.resize_test = clips_per_video, repeats, resize_test
+        self.seed, self.epoch = int(seed), 0
+        counts = [min(num_clip_starts(e.n_frames, fpc, step), repeats) for e in self.entries]
+        # item -> (video, rank of its clip in this epoch's permutation of the video's candidate clips)
+        self.items = [(video, r) for video, n in enumerate(counts) for r in range(n)] if mode == "train" else []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return len(self.entries) * (self.repeats if self.mode == "train" else 1)
+        return len(self.items) if self.mode == "train" else len(self.entries)
 
-    def _train_item(self, entry: VideoEntry, rng: np.random.Generator) -> torch.Tensor:
-        clip = to_float_cthw(self.reader(entry, random_clip(entry.n_frames, self.fpc, self.step, rng)))
+    def train_clip_indices(self, index: int) -> tuple[int, np.ndarray]:
+        """(video, frame indices [fpc]) of training item `index`: clip number r of the video's epoch permutation."""
+        video, r = self.items[index % len(self.items)]
+        n_frames = self.entries[video].n_frames
+        order = np.random.default_rng(derive_seed("eval_clips", self.seed, self.epoch, video))
+        clip = int(order.permutation(num_clip_starts(n_frames, self.fpc, self.step))[r])
+        return video, np.minimum(clip * self.step + np.arange(self.fpc), n_frames - 1)
+
+    def _train_item(self, entry: VideoEntry, indices: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        clip = to_float_cthw(self.reader(entry, indices))
         clip = random_resized_crop(clip, self.crop, (0.08, 1.0), rng)
         if rng.random() < 0.5:
             clip = clip.flip(-1)
@@ -301,20 +333,22 @@ class EvalClips(Dataset):
 
     def __getitem__(self, item):
         index, rng = unpack_index(item)
-        index = index % len(self.entries)
         if self.mode == "test":
+            index = index % len(self.entries)
             try:
                 return self._test_item(self.entries[index]), self.entries[index].label, index
             except UnreadableClip as err:
                 self.reader.warnings.warn("unreadable_video", f"{self.entries[index].path}: {err}")
                 return None
+        video, indices = self.train_clip_indices(index)
         for _attempt in range(10):
-            entry = self.entries[index]
+            entry = self.entries[video]
             try:
-                return self._train_item(entry, rng), entry.label, index
+                return self._train_item(entry, indices, rng), entry.label, video
             except UnreadableClip as err:
                 self.reader.warnings.warn("decode_error", f"{entry.path}: {err}; another video is used")
-                index = int(rng.integers(len(self.entries)))
+                video = int(rng.integers(len(self.entries)))
+                indices = random_clip(self.entries[video].n_frames, self.fpc, self.step, rng)
         raise RuntimeError("ten consecutive videos failed to decode; check the dataset")
 
 

@@ -5,7 +5,7 @@
     python videomoco/eval.py -a r2plus1d_18 --pretrained ... --video_dir RAW/UCF-101 --split_dir RAW/ucfTrainTestlist
     python videomoco/eval.py ... --dataset hmdb51 --video_dir HMDB/videos --split_dir HMDB/splits --split all
 
-The released recipe (`--protocol videomoco-eval`, default): torchvision model, fc -> Linear(512, classes) ~ N(0,
+The released recipe (the default; `--fix bn_train,test_resize` = the older `--protocol standard`): torchvision model, fc -> Linear(512, classes) ~ N(0,
 0.01); the pretrained `encoder_q` without its projection head is loaded (missing keys must be exactly fc.*);
 all layers are fine-tuned with BatchNorm kept in eval mode; the test clips are center-cropped without resizing.
 """
@@ -39,9 +39,17 @@ from shared_utils.logger import MetricLogger, append_json_line, check_finite, lo
 from shared_utils.metrics import accuracy
 from shared_utils.rng import capture_rng_state, restore_rng_state, seed_everything
 from shared_utils.width import check_saved_width
-from videomoco.dataset import ClipReader, EvalClips, hmdb51_split, make_entries, metadata_cache, ucf101_split
+from videomoco.dataset import (
+    ClipReader,
+    EvalClips,
+    hmdb51_split,
+    long_enough,
+    make_entries,
+    metadata_cache,
+    ucf101_split,
+)
 from videomoco.model import pretrained_backbone, video_resnet
-from videomoco.opts import get_eval_args_parser
+from videomoco.opts import SHORT_VIDEO_FIX, fix_on, get_eval_args_parser
 from videomoco.train import adjust_learning_rate, launch_plan, local_world_size, run_dirs, share_cpu_threads
 
 # --------------------------------------------------------------------------------------------------- model
@@ -100,6 +108,7 @@ def build_split_data(args, split: int, ckp_dir: str, warnings: DataWarnings):
                            warnings, cache)  # fmt: skip
     if dist.is_main_process():
         dist.barrier()
+    entries = long_enough(entries, args.frame_per_clip, warnings, pad=fix_on(args, SHORT_VIDEO_FIX))
     by_path = {entry.path: entry for entry in entries}
     sets = {}
     for mode, (mode_paths, _, classes) in lists.items():
@@ -113,12 +122,12 @@ def build_split_data(args, split: int, ckp_dir: str, warnings: DataWarnings):
 def build_loaders(args, sets, warnings: DataWarnings, seed: int):
     reader = ClipReader(args.data_format, args.frame_template, warnings)
     common = dict(reader=reader, fpc=args.frame_per_clip, step=args.step_between_clips, crop=args.crop_size)
-    train_set = EvalClips(sets["train"][0], mode="train", repeats=args.train_clips_per_video, **common)
+    train_set = EvalClips(sets["train"][0], mode="train", repeats=args.train_clips_per_video, seed=seed, **common)
     test_set = EvalClips(
         sets["test"][0],
         mode="test",
         clips_per_video=args.clip_per_video,
-        resize_test=args.protocol == "standard",
+        resize_test=fix_on(args, "test_resize"),
         **common,
     )
     batch = max(args.batch_size // local_world_size(), 1)
@@ -134,8 +143,8 @@ def build_loaders(args, sets, warnings: DataWarnings, seed: int):
 
 
 def train_one_epoch(model, loader, optimizer, epoch: int, args, writer) -> dict:
-    # videomoco-eval keeps BatchNorm in eval mode (pretrained statistics, trained affine parameters)
-    model.train(args.protocol == "standard")
+    # the released recipe keeps BatchNorm in eval mode (pretrained statistics, trained affine parameters)
+    model.train(fix_on(args, "bn_train"))
     logger = MetricLogger(delimiter="  ")
     for i, (clips, labels, _) in enumerate(logger.log_every(loader, args.print_freq, f"Epoch: [{epoch}]")):
         clips, labels = clips.to(args.device, non_blocking=True), labels.to(args.device)
@@ -246,6 +255,7 @@ def fine_tune(args, split, model, model_ddp, optimizer, loaders, start_epoch, be
     for epoch in range(start_epoch, args.epochs):
         lr = adjust_learning_rate([optimizer], epoch, args)
         train_sampler.set_epoch(epoch)
+        train_loader.dataset.set_epoch(epoch)  # this epoch's distinct clips per video
         train_stats = train_one_epoch(model_ddp, train_loader, optimizer, epoch, args, writer)
         stats = evaluate(model_ddp, test_loader, args)
         report(stats, listed)

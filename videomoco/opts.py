@@ -7,10 +7,41 @@ the other spelling is accepted as an alias. Flags after the "additions" banners 
 
 from __future__ import annotations
 
-from shared_utils.cli import ArgumentParser
+from shared_utils.cli import ArgumentParser, add_fix_flag, fix_enabled
 from shared_utils.width import add_width_flag
 
 ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18")  # the torchvision video ResNets (fc 512 -> classes)
+
+# Opt-in fixes (`--fix NAME[,NAME]`): without them both scripts run the released recipe (README fixes table).
+SHORT_VIDEO_FIX = "pad_short_videos"
+TRAIN_FIXES = {
+    "pure_g_grad": "G is stepped with grad(L_G) alone (released: grad(L_G + L_D)); old spelling --g_grad pure",
+    "paper_decay": "Eq. 6 decay t^i exp(q.k/T), i = queue position (released: exp(t^age q.k/T)); "
+    "old spelling --decay_mode paper",
+    "drop_highest": "drop the frames with the highest generator scores, the paper's wording (released: lowest); "
+    "old spelling --drop_select highest",
+    "two_clips": "query and key from two independent clips (released: the same frames)",
+    SHORT_VIDEO_FIX: "videos shorter than one clip are padded with their last frame and used (released: "
+    "torchvision VideoClips leaves them out)",
+}
+EVAL_FIXES = {
+    "bn_train": "BatchNorm in train mode while fine-tuning (released: eval mode, pretrained statistics)",
+    "test_resize": "test frames resized (short side -> crop) before the center crop (released: native frame)",
+    SHORT_VIDEO_FIX: TRAIN_FIXES[SHORT_VIDEO_FIX],
+}
+
+
+def fix_on(args, name: str) -> bool:
+    """Whether fix `name` is on: `--fix name`, or the older spelling of the same switch."""
+    older = {
+        "pure_g_grad": getattr(args, "g_grad", "released") == "pure",
+        "paper_decay": getattr(args, "decay_mode", "code") == "paper",
+        "drop_highest": getattr(args, "drop_select", "lowest") == "highest",
+        "two_clips": bool(getattr(args, "two_clips", False)),
+        "bn_train": getattr(args, "protocol", "videomoco-eval") == "standard",
+        "test_resize": getattr(args, "protocol", "videomoco-eval") == "standard",
+    }
+    return fix_enabled(args, name) or older.get(name, False)
 
 
 def _dist_flags(parser, hyphen: bool) -> None:
@@ -128,27 +159,26 @@ def _videomoco_flags(p) -> None:
         "--decay_mode",
         default="code",
         choices=("code", "paper"),
-        help="code: negatives exp(t^age q.k/T), age in iterations (released); paper: Eq. 6, "
-        "t^i exp(q.k/T) with i the key's position counted from the newest",
+        help="code: negatives exp(t^age q.k/T), age in iterations (released); paper = --fix paper_decay",
     )
     g.add_argument(
         "--g_grad",
         default="released",
         choices=("released", "pure"),
-        help="released: G is stepped with grad(L_G + L_D) as the released code does; pure: grad(L_G)",
+        help="released: G is stepped with grad(L_G + L_D) as the released code does; pure = --fix pure_g_grad",
     )
     g.add_argument("--drop_ratio", default=0.25, type=float, help="fraction of frames dropped (8 of 32)")
     g.add_argument(
         "--drop_select",
         default="lowest",
         choices=("lowest", "highest"),
-        help="drop the frames with the lowest (released code) or highest generator scores",
+        help="drop the frames with the lowest (released code) generator scores; highest = --fix drop_highest",
     )
     g.add_argument("--g_loss_weight", default=100.0, type=float, help="L_G = -w * L1(q_fake, q_real)")
     g.add_argument(
         "--two_clips",
         action="store_true",
-        help="query and key from two independent clips of the video (released: the same frames)",
+        help="same as --fix two_clips (released: query and key share their frames)",
     )
     g.add_argument(
         "--aug_per_frame",
@@ -284,6 +314,7 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
     _videomoco_flags(p)
     _data_flags(p)
     _modern_flags(p)
+    add_fix_flag(p, TRAIN_FIXES)
     return p
 
 
@@ -325,10 +356,13 @@ def _eval_additions(p) -> None:
         default="videomoco-eval",
         choices=("videomoco-eval", "standard"),
         help="videomoco-eval: the released recipe (BN in eval mode while fine-tuning, test crop "
-        "without resize); standard: BN in train mode, test frames resized to the crop first",
+        "without resize); standard = --fix bn_train,test_resize",
     )
     a.add_argument(
-        "--train_clips_per_video", default=10, type=int, help="random training clips per video and epoch (original: 10)"
+        "--train_clips_per_video",
+        default=10,
+        type=int,
+        help="distinct random training clips per video and epoch (original: RandomClipSampler(..., 10))",
     )
 
 
@@ -402,4 +436,5 @@ def get_eval_args_parser(add_help: bool = True) -> ArgumentParser:
     p.add_argument("--pretrained", default="", type=str, help="path to a VideoMoCo (D) checkpoint")
     _eval_additions(p)
     _modern_flags(p)
+    add_fix_flag(p, EVAL_FIXES)
     return p

@@ -7,7 +7,7 @@ generator G trained adversarially against it.
 
 One iteration (adversarial phase): x_fake = G(x_q); (q_fake, q_real, logits) = D(x_fake, x_q, x_k, t);
 L_D = CE(logits, 0) steps the query encoder; L_G = -100 |q_fake - q_real|_1 steps G, with grad(L_G + L_D) as the
-released code (`--g_grad released`) or grad(L_G) alone (`--g_grad pure`). One backward pass goes through the DDP
+released code (default) or grad(L_G) alone (`--fix pure_g_grad`). One backward pass goes through the DDP
 model (L_D); G's share of L_G is taken with autograd.grad beforehand, so D never sees L_G (spec section 11.9).
 """
 
@@ -36,6 +36,7 @@ from videomoco.dataset import (
     ClipReader,
     PretrainClips,
     find_items,
+    long_enough,
     make_entries,
     metadata_cache,
     read_ucf_list,
@@ -43,7 +44,7 @@ from videomoco.dataset import (
 )
 from videomoco.loss import generator_loss
 from videomoco.model import MaskGenerator, VideoMoCo
-from videomoco.opts import get_args_parser
+from videomoco.opts import SHORT_VIDEO_FIX, fix_on, get_args_parser
 from videomoco.resume import RunState, resume_run, save_run
 
 # --------------------------------------------------------------------------------------------------- set-up helpers
@@ -134,16 +135,14 @@ def build_data(args, ckp_dir: str, per_process_batch: int, seed: int):
     cache = metadata_cache(root, ckp_dir, args.metadata_cache) if args.data_format == "video" else None
     if not dist.is_main_process():
         dist.barrier()  # rank 0 probes the videos first and writes the cache
-    entries = require_entries(
-        make_entries(paths, labels, args.data_format, args.frame_template, warnings, cache),
-        f"{args.data_format} ({args.video_exts})",
-        root,
-    )
+    entries = make_entries(paths, labels, args.data_format, args.frame_template, warnings, cache)
+    entries = long_enough(entries, args.frame_per_clip, warnings, pad=fix_on(args, SHORT_VIDEO_FIX))
+    entries = require_entries(entries, f"{args.data_format} ({args.video_exts})", root)
     if dist.is_main_process():
         dist.barrier()
     reader = ClipReader(args.data_format, args.frame_template, warnings)
     dataset = PretrainClips(
-        entries, reader, args.frame_per_clip, args.step_between_clips, args.crop_size, args.two_clips
+        entries, reader, args.frame_per_clip, args.step_between_clips, args.crop_size, fix_on(args, "two_clips")
     )
     sampler = EpochSampler(len(dataset), shuffle=True, seed=seed, drop_last=True, batch_size=per_process_batch)
     workers = min(-(-args.workers // local_world_size()), os.cpu_count() or 1)
@@ -169,11 +168,13 @@ def build_models(args):
     """(G or None, D, D wrapped for DDP, optimizer of G or None, optimizer of D)."""
     G = None
     if not args.no_generator:
-        G = MaskGenerator(args.frame_per_clip, args.crop_size, num_dropped(args), args.drop_select).to(args.device)
+        select = "highest" if fix_on(args, "drop_highest") else "lowest"
+        G = MaskGenerator(args.frame_per_clip, args.crop_size, num_dropped(args), select).to(args.device)
         for tensor in list(G.parameters()) + list(G.buffers()):  # G is not DDP-wrapped: start from rank 0's
             _broadcast(tensor)
+    decay_mode = "paper" if fix_on(args, "paper_decay") else "code"
     D = VideoMoCo(
-        args.arch, args.moco_dim, args.moco_k, args.moco_m, args.moco_t, args.mlp, args.decay_mode, args.width_mult
+        args.arch, args.moco_dim, args.moco_k, args.moco_m, args.moco_t, args.mlp, decay_mode, args.width_mult
     )
     D = D.to(args.device)
     if args.channels_last and args.device.type == "cuda":
@@ -240,7 +241,7 @@ def train_step(G, D_ddp, aug, batch, opt_g, opt_d, adversarial: bool, t: float, 
     loss_d.backward()  # D: grad L_D (DDP all-reduce); G: grad L_D through the straight-through frame drop
     if adversarial:
         for param, grad in zip(g_params, grads_g):
-            keep_ld = args.g_grad == "released" and param.grad is not None
+            keep_ld = not fix_on(args, "pure_g_grad") and param.grad is not None
             param.grad = param.grad + grad if keep_ld else grad.clone()
         average_gradients(g_params)
         opt_g.step()
