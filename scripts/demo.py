@@ -93,6 +93,8 @@ RECIPES: dict[str, DemoRecipe] = {
             "{py} train_temporal_dis.py --softmax --moco --dataset ucf101 --arch r3d --width_mult 0.25 "
             "--train_list {data}/lists/ucf101/ucf101_rgb_train_split_1.txt --batch_size 16 --nce_k 512 "
             "--data_length 8 --stride 3 --spatial_size 48 --learning_rate 0.01 --tca_lambda 0.5 --epochs {epochs} "
+            # the original's 32 x stride start range leaves no room on 48-frame videos: the clip-length range
+            "--fix start_range "
             "--seed {seed} --num_workers 1 --print_freq 10 --save_freq 1 --no_tensorboard --output_dir {run}"
         ),
         latest="{run}/current.pth",
@@ -410,7 +412,9 @@ def main() -> None:
     parser.add_argument("--num_clips", type=int, default=2, help="uniform clips per video in the evaluation")
     parser.add_argument("--curve_points", type=int, default=4, help="snapshots scored for the learning curves")
     parser.add_argument("--supervised_iters", type=int, default=300, help="0: no supervised upper bound")
-    parser.add_argument("--epochs", type=int, default=0, help="pretraining epochs of every method (default: the preset's)")
+    parser.add_argument(
+        "--epochs", type=int, default=0, help="pretraining epochs of every method (default: the preset's)"
+    )
     parser.add_argument("--reuse", action="store_true", help="skip pretraining where the checkpoint exists")
     args = parser.parse_args()
     tuned, verdict_seed = PRESETS[args.preset]

@@ -1,0 +1,83 @@
+"""The demo's scoring (margins and their standard errors, feature health, held-out instance discrimination) and its
+recipes (every command parses with its method's own parser, so a renamed flag fails here, not after minutes)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from scripts import demo  # noqa: E402
+from scripts.demo_scoring import feature_health, instance_discrimination, paired_margin  # noqa: E402
+from shared_utils.evaluate import FeatureSet  # noqa: E402
+
+
+def test_paired_margin_is_the_mean_difference_with_its_paired_standard_error():
+    ssl = np.array([1, 1, 0, 1, 0, 1, 1, 0], float)
+    rnd = np.array([0, 1, 0, 0, 0, 1, 0, 1], float)
+    margin, se = paired_margin(ssl, rnd)
+    diff = ssl - rnd  # 1, 0, 0, 1, 0, 0, 1, -1
+    assert margin == pytest.approx(100 * diff.mean()) == pytest.approx(25.0)
+    assert se == pytest.approx(100 * np.sqrt(((diff - diff.mean()) ** 2).sum() / 7 / 8))
+    same = paired_margin(ssl, ssl)
+    assert same == (0.0, 0.0)  # identical predictions: no margin, no uncertainty
+
+
+def test_feature_health_flags_a_degenerate_baseline():
+    torch.manual_seed(0)
+    healthy = feature_health(torch.randn(200, 64))
+    constant = feature_health(torch.ones(200, 64) + 1e-6 * torch.randn(200, 64))
+    one_direction = feature_health(torch.randn(200, 1) * torch.randn(1, 64))
+    assert healthy["effective_rank"] > 40 and healthy["feature_std"] > 0.05
+    assert constant["feature_std"] < 1e-5
+    assert one_direction["effective_rank"] < 1.5
+
+
+def test_instance_discrimination_on_held_out_clips():
+    torch.manual_seed(0)
+    videos = torch.randn(50, 1, 16)
+    same = FeatureSet(videos.expand(50, 2, 16).clone(), torch.zeros(50), [str(i) for i in range(50)])
+    assert instance_discrimination(same)["value"] == pytest.approx(100.0)
+    assert instance_discrimination(same)["chance"] == pytest.approx(2.0)
+    unrelated = FeatureSet(torch.randn(50, 2, 16), torch.zeros(50), [str(i) for i in range(50)])
+    assert instance_discrimination(unrelated)["value"] < 20.0  # chance level, not a perfect score
+    # first vs LAST clip: a third, middle clip that matches would not count
+    mixed = torch.cat([videos, torch.randn(50, 1, 16), torch.randn(50, 1, 16)], dim=1)
+    assert instance_discrimination(FeatureSet(mixed, torch.zeros(50), []))["value"] < 20.0
+
+
+@pytest.mark.parametrize("method", sorted(demo.RECIPES))
+def test_every_demo_recipe_parses_with_its_entry_points_parser(method):
+    from cpd.opts import get_args_parser as cpd_parser
+    from memdpc.opts import get_args_parser as memdpc_parser
+    from videomoco.opts import get_args_parser as videomoco_parser
+    from vtdl.opts import get_pretrain_args_parser as vtdl_parser
+
+    parsers = {"memdpc": memdpc_parser, "vtdl": vtdl_parser, "videomoco": videomoco_parser, "cpd": cpd_parser}
+    fill = {"py": "python", "data": "/d", "run": "/r", "seed": 3, "epochs": 7}
+    argv = demo.RECIPES[method].argv.format(**fill).split()[2:]  # drop the interpreter and the script
+    args = parsers[method]().parse_args(argv)
+    assert args.width_mult == 0.25  # the demo-sized model, never the default
+    seed = getattr(args, "seed", None) if method != "cpd" else args.manual_seed
+    assert seed == 3
+    assert set(demo.RECIPES[method].epochs) == set(demo.PRESETS)
+
+
+def test_snapshotter_copies_each_rewrite_of_the_checkpoint(tmp_path):
+    latest = tmp_path / "latest.pth"
+    watcher = demo.Snapshotter(str(latest), str(tmp_path / "snaps"))
+    last = watcher.poll(0.0)
+    assert watcher.copies == []  # nothing written yet
+    for step in range(3):
+        latest.write_bytes(f"state {step}".encode())
+        os.utime(latest, ns=(time.time_ns(), time.time_ns() + step))
+        last = watcher.poll(last)
+        last = watcher.poll(last)  # an unchanged file is not copied twice
+    assert [open(p, "rb").read() for p in watcher.copies] == [b"state 0", b"state 1", b"state 2"]
