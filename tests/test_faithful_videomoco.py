@@ -214,7 +214,7 @@ def test_model_fixes_change_the_decay_form_and_the_dropped_frames(monkeypatch):
         (("--decay_mode", "paper", "--drop_select", "highest"), "paper", "highest"),
     ]:
         train.build_models(toy_pretrain_args(*extra))
-        assert built["D"][-1] == decay and built["G"][-1] == select, extra
+        assert built["D"][6] == decay and built["G"][-1] == select, extra  # (arch, dim, K, m, T, mlp, decay, width)
         assert built["G"][:3] == (4, 16, 1)  # 4 frames at 16 px, 25 % of 4 = 1 dropped
 
 
