@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -50,6 +51,7 @@ class Outcome:
     status: str  # CAUGHT, NOT CAUGHT, STALE, INVALID, TIMEOUT
     detail: str = ""
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # user + system time of the test run (independent of how busy the machine is)
 
 
 def load_mutations(path: Path) -> list[Mutation]:
@@ -127,8 +129,13 @@ def run_tests(mutation: Mutation, timeout: float) -> tuple[str, str]:
     return "CAUGHT", f"pytest exit {proc.returncode}: {tail[0][:100]}"
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def check_one(mutation: Mutation, restorer: Restorer, timeout: float) -> Outcome:
-    start = time.time()
+    start, cpu = time.time(), children_cpu()
     path = REPO / mutation.file
     if not path.is_file():
         return Outcome(mutation, "STALE", f"no file {mutation.file}")
@@ -147,7 +154,7 @@ def check_one(mutation: Mutation, restorer: Restorer, timeout: float) -> Outcome
         status, detail = run_tests(mutation, timeout)
     finally:
         restorer.restore()
-    return Outcome(mutation, status, detail, time.time() - start)
+    return Outcome(mutation, status, detail, time.time() - start, children_cpu() - cpu)
 
 
 def git_status() -> str:
@@ -159,9 +166,10 @@ def file_hashes(paths: set[str]) -> dict[str, str]:
 
 
 def print_table(outcomes: list[Outcome]) -> None:
-    rows = [("#", "mutation", "file", "result", "caught by / note", "s")]
+    rows = [("#", "mutation", "file", "result", "caught by / note", "wall s", "cpu s")]
     for n, o in enumerate(outcomes, 1):
-        rows.append((str(n), o.mutation.id, o.mutation.file, o.status, o.detail, f"{o.seconds:.0f}"))
+        row = (str(n), o.mutation.id, o.mutation.file, o.status, o.detail, f"{o.seconds:.0f}", f"{o.cpu_seconds:.0f}")
+        rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         print("| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |")
@@ -206,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         for n, mutation in enumerate(mutations, 1):
             print(f"[{n}/{len(mutations)}] {mutation.id} ({mutation.file}) ...", flush=True)
             outcome = check_one(mutation, restorer, args.timeout)
-            print(f"    {outcome.status} {outcome.detail} ({outcome.seconds:.0f} s)", flush=True)
+            print(
+                f"    {outcome.status} {outcome.detail} ({outcome.seconds:.0f} s, {outcome.cpu_seconds:.0f} CPU s)",
+                flush=True,
+            )
             outcomes.append(outcome)
     except KeyboardInterrupt:
         print("interrupted: the mutated file was restored", file=sys.stderr)
@@ -222,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         clean = clean and subprocess.run(["git", "diff", "--quiet"], cwd=REPO).returncode == 0
     caught = len(outcomes) - len(bad)
     print(
-        f"\n{caught}/{len(outcomes)} mutations caught in {time.time() - start:.0f} s; working tree "
+        f"\n{caught}/{len(outcomes)} mutations caught in {time.time() - start:.0f} s "
+        f"({sum(o.cpu_seconds for o in outcomes):.0f} CPU s); working tree "
         f"{'unchanged' if clean else 'CHANGED (restore it with git checkout)'}"
     )
     if len(outcomes) < len(mutations):

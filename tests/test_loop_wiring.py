@@ -174,8 +174,8 @@ def test_vtdl_checkpoint_holds_queue_pointer_and_resume_restores_it(tmp_path):
 
 
 def test_vtdl_pretrain_item_augments_anchor_and_positive_independently():
-    """Anchor and positive: the same frames, two independent augmentations (here: the identity's inputs
-    differ only through the transform's draws)."""
+    """Anchor and positive: the same frames through two independent transform calls (each its own draws);
+    the temporal negative: other frames."""
     from vtdl.dataset import PretrainDataset
 
     calls = []
