@@ -6,7 +6,7 @@ Each mutation in tests/mutations.toml names a file, the exact text of one line (
 ignored; it must occur exactly once, else the row is STALE), its replacement (indented as the original) and the
 fast tests that cover it. The script writes the mutated file, runs those tests with `pytest -x -m "not slow"`,
 restores the file (also on Ctrl-C / SIGTERM) and prints one row per mutation: caught by which test, NOT CAUGHT,
-STALE or INVALID (the mutated file does not compile). Exit code 0 only when every mutation was caught and the
+STALE, INVALID (the mutated file does not compile) or TIMEOUT (not counted as caught). Exit code 0 only when every mutation was caught and the
 tracked files are byte-identical to what they were before the run.
 """
 
@@ -48,7 +48,7 @@ class Mutation:
 @dataclass
 class Outcome:
     mutation: Mutation
-    status: str  # CAUGHT, NOT CAUGHT, STALE, INVALID, TIMEOUT
+    status: str  # CAUGHT, NOT CAUGHT, STALE, INVALID, TIMEOUT (only CAUGHT passes)
     detail: str = ""
     seconds: float = 0.0
     cpu_seconds: float = 0.0  # user + system time of the test run (independent of how busy the machine is)
@@ -116,7 +116,7 @@ def run_tests(mutation: Mutation, timeout: float) -> tuple[str, str]:
     try:
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return "TIMEOUT", f"tests ran past {timeout:.0f} s (counted as caught)"
+        return "TIMEOUT", f"tests ran past {timeout:.0f} s: rerun with a larger --timeout (a busy machine?)"
     output = proc.stdout + proc.stderr
     if proc.returncode == 0:
         return "NOT CAUGHT", ""
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list_file", default=str(DEFAULT_LIST), help="TOML file of [[mutation]] entries")
     parser.add_argument("--only", default="", help="comma-separated mutation ids to run (default: all)")
     parser.add_argument("--list", action="store_true", help="print the mutations and whether each still applies")
-    parser.add_argument("--timeout", type=float, default=600, help="seconds per mutation's test run")
+    parser.add_argument("--timeout", type=float, default=900, help="wall seconds per mutation's test run")
     args = parser.parse_args(argv)
 
     mutations = load_mutations(Path(args.list_file))
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print_table(outcomes)
-    bad = [o for o in outcomes if o.status not in ("CAUGHT", "TIMEOUT")]
+    bad = [o for o in outcomes if o.status != "CAUGHT"]
     after_status, after_hashes = git_status(), file_hashes(touched)
     clean = after_hashes == before_hashes and after_status == before_status
     if before_status == "":
