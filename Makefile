@@ -12,13 +12,14 @@ DATA_ROOT ?= data
 OUT ?= runs
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install test test-all lint format demo demo-long bench synth smoke \
+.PHONY: help install test test-all mutate lint format demo demo-long bench synth smoke \
         reproduce-memdpc reproduce-vtdl reproduce-videomoco reproduce-cpd clean
 
 help:
 	@echo "make demo     install, build the synthetic dataset, pretrain + evaluate all four methods on CPU"
 	@echo "make demo-long  the same with longer pretraining, 2 seeds averaged + 1 untuned verdict seed (<= 60 min)"
 	@echo "make test     install and run the test suite (pytest, without the @slow tests; make test-all runs them too)"
+	@echo "make mutate   break one line of product code at a time (tests/mutations.toml); every break must fail a fast test"
 	@echo "make bench    loader / process_data / train-step benchmarks (numbers -> bench/README.md)"
 	@echo "make reproduce-{memdpc,vtdl,videomoco,cpd} [DATA_ROOT=...] [SMOKE=1]"
 
@@ -41,6 +42,10 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q
+
+# Not part of `make test` (~15 min on 2 cores): restores every mutated file, exit 1 if one is not caught or stale.
+mutate: $(STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) scripts/mutate.py $(MUTATE_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -128,6 +128,8 @@ def test_two_d_only_then_two_adversarial_iterations_then_eval(synth_dataset, tmp
     assert not list(synth_dataset.video_root.glob("*.json"))
     record = json.loads(open(tmp_path / "elog" / "log.txt").read().splitlines()[-1])
     assert record["test_videos"] == 8 and 0 <= record["test_acc1"] <= 100
+    assert f" * Acc@1 {record['test_acc1']:.3f}" in result.stdout  # the printed video accuracy is the logged one
+    assert record["test_acc1"] * 8 / 100 == pytest.approx(round(record["test_acc1"] * 8 / 100))  # per video, not clip
 
 
 def test_resume_mid_epoch_reproduces_the_uninterrupted_run(synth_dataset, tmp_path):

@@ -472,6 +472,7 @@ def test_pipeline_pretrain_finetune_test_features(synth_dataset, tmp_path):
     assert (ft / "fine_tune_rgb_model_best.pth.tar").exists() == (record["val_top1"] > 0)
     assert record["best_prec1"] == record["val_top1"]
     assert record["val_videos"] == n_val and 0 <= record["val_top1"] <= 100
+    assert record["val_top1"] * n_val / 100 == pytest.approx(round(record["val_top1"] * n_val / 100))  # per video
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(ft / "tb"))
 
     weights = str(ft / "fine_tune_rgb_model_latest.pth.tar")
@@ -496,7 +497,11 @@ def test_pipeline_pretrain_finetune_test_features(synth_dataset, tmp_path):
         result = json.load(open(out / "test_results.json"))
         assert result["videos"] == n_val and result["clips"] == (3 if protocol == "clips" else 2)
         assert set(result) >= {"top1", "top5", "mean_class"} and 0 <= result["top1"] <= result["top5"] <= 100
-        assert np.load(out / "video_pred.npy").shape == (n_val,) and np.load(out / "confusion.npy").sum() == n_val
+        confusion = np.load(out / "confusion.npy")
+        assert np.load(out / "video_pred.npy").shape == (n_val,) and confusion.sum() == n_val
+        assert result["top1"] == pytest.approx(100 * np.trace(confusion) / n_val)  # = the confusion matrix's
+        rows = confusion.sum(1) > 0
+        assert result["mean_class"] == pytest.approx(100 * np.mean(np.diag(confusion)[rows] / confusion.sum(1)[rows]))
 
     feat = tmp_path / "feat" / "val_features.npy"
     feature_extractor.cli(
