@@ -88,10 +88,11 @@ def step_rows(method: str, device: torch.device, tiny: bool, iters: int) -> list
 
 
 def loader_rate(method: str, tiny: bool, items: int) -> float:
-    """clips/s of one loader worker (1 thread) at the method's recipe (bench/recipe_bench.py's project loader)."""
+    """clips/s of one loader worker on one core at the method's recipe (bench/recipe_bench.py's project loader,
+    the process pinned to one CPU meanwhile)."""
     torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    recipe_bench.pin_to_one_core()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             project = recipe_bench.VARIANTS[method](tmp, "tiny" if tiny else "full")["project"]
@@ -102,6 +103,9 @@ def loader_rate(method: str, tiny: bool, items: int) -> float:
             return items / (time.perf_counter() - start)
     finally:
         torch.set_num_threads(torch_threads)
+        cv2.setNumThreads(-1)
+        if affinity is not None:
+            os.sched_setaffinity(0, affinity)
 
 
 def ddp_smoke(device: torch.device) -> dict:

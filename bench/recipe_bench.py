@@ -1,10 +1,12 @@
 """Loader throughput per method at its pretraining recipe: the original recipe (bench/original_recipes.py) vs the
 project's loader vs the decode floor, in clips/s per core (one process, one thread).
 
-    python bench/recipe_bench.py [--methods memdpc vtdl videomoco cpd] [--rounds 7] [--items 4] [--out F]
+    python bench/recipe_bench.py [--methods memdpc vtdl videomoco cpd] [--rounds 9] [--items 2] [--out F]
     python bench/recipe_bench.py --profile memdpc      # cProfile of the project loader, top entries
 
-The three variants of a method run interleaved in one process (round r times `items` samples of each, in an
+One process pinned to one CPU, torch and OpenCV at one thread; rates are clips per CPU-second of the process
+(= clips/s of one core; wall time on a shared machine would also count the waits for the core). The three
+variants of a method run interleaved in one process (round r times `items` samples of each, in an
 order rotated every round) and the medians of the per-round rates are reported, so that the ratios hold on a
 machine shared with other work. One "clip" is one training sample of the method:
   memdpc     8 blocks x 5 frames, ds 3, 128 px, from 320x240 JPEG q100 folders (UCF101's native frames)
@@ -207,8 +209,9 @@ VARIANTS = {"memdpc": memdpc_variants, "vtdl": vtdl_variants, "videomoco": video
 
 
 def interleaved_rates(fns: dict[str, Callable[[int], object]], rounds: int, items: int) -> dict[str, list[float]]:
-    """clips/s of each variant per round; the variants alternate within every round, in a rotating order, and
-    all read the same samples (call k of every variant reads the frames of the project's sample k)."""
+    """clips per CPU-second of each variant per round (the process's CPU time, all its threads: on a shared
+    machine wall time also counts the waits for a core). The variants alternate within every round, in a
+    rotating order, and all read the same samples (call k of every variant reads the project's sample k)."""
     names = list(fns)
     for name in names:  # warm-up: imports, caches, first-call allocations
         fns[name](0)
@@ -216,10 +219,10 @@ def interleaved_rates(fns: dict[str, Callable[[int], object]], rounds: int, item
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
-            start = time.perf_counter()
+            start = time.process_time()
             for k in range(items):
                 fns[name](1 + r * items + k)
-            rates[name].append(items / (time.perf_counter() - start))
+            rates[name].append(items / max(time.process_time() - start, 1e-9))
     return rates
 
 
@@ -241,7 +244,6 @@ def machine() -> dict:
         "torch": torch.__version__,
         "opencv": cv2.__version__,
         "pyav": av.__version__,
-        "per_core": "1 process, torch and OpenCV at 1 thread",
     }
 
 
@@ -284,12 +286,23 @@ def profile(method: str, root: str, size: str, items: int, top: int = 15) -> str
     return out.getvalue()
 
 
-def run(methods=METHODS, rounds: int = 9, items: int = 2, size: str = "full", root: str | None = None) -> dict:
+def pin_to_one_core() -> str:
+    """Per core: torch and OpenCV at one thread, and the process pinned to one CPU, so that FFmpeg's decoding
+    threads (thread_type AUTO in the project's and CPD's decoders) share that core too."""
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+    if hasattr(os, "sched_setaffinity"):
+        cpu = sorted(os.sched_getaffinity(0))[0]
+        os.sched_setaffinity(0, {cpu})
+        return f"pinned to CPU {cpu}; torch and OpenCV at 1 thread"
+    return "torch and OpenCV at 1 thread (no CPU pinning on this OS)"
+
+
+def run(methods=METHODS, rounds: int = 9, items: int = 2, size: str = "full", root: str | None = None) -> dict:
+    pinning = pin_to_one_core()
     random.seed(0)
     np.random.seed(0)
-    report = {"machine": machine(), "rows": []}
+    report = {"machine": {**machine(), "per_core": pinning}, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         for method in methods:
             report["rows"].append(bench_method(method, root or tmp, size, rounds, items))
@@ -308,8 +321,7 @@ def main() -> None:
     args = parser.parse_args()
     size = "tiny" if args.tiny else "full"
     if args.profile:
-        torch.set_num_threads(1)
-        cv2.setNumThreads(1)
+        pin_to_one_core()
         with tempfile.TemporaryDirectory() as tmp:
             print(profile(args.profile, tmp, size, max(args.items, 8)))
         return

@@ -26,8 +26,8 @@ ATTEMPTS = 10
 
 def to_normalized_cthw(frames: np.ndarray) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> float [3, T, H, W], (x / 255 - 0.45) / 0.225."""
-    x = torch.from_numpy(frames).float().div_(255.0).sub_(MEAN).div_(STD)
-    return x.permute(3, 0, 1, 2).contiguous()
+    x = torch.from_numpy(frames).permute(3, 0, 1, 2).contiguous()  # the layout change on bytes: ~3x cheaper
+    return x.float().div_(255.0).sub_(MEAN).div_(STD)
 
 
 def short_side_scale(x: torch.Tensor, size: int) -> torch.Tensor:

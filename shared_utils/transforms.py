@@ -303,9 +303,9 @@ def normalize(
 ) -> torch.Tensor:
     """(x / 255 - mean) / std per channel (uint8 input; float input is taken as already in [0, 1]).
 
-    One conversion pass into a new contiguous float32 tensor, then an in-place affine map: [T, C, H, W] in,
-    [T, C, H, W] out, or [C, T, H, W] out with to_cthw=True, or [blocks, C, T / blocks, H, W] with blocks > 0
-    (the permute is folded into the same copy).
+    A contiguous uint8 copy in the output layout, one conversion pass into float32, then an in-place affine map:
+    [T, C, H, W] in; [T, C, H, W] out, or [C, T, H, W] with to_cthw=True, or [blocks, C, T / blocks, H, W] with
+    blocks > 0.
     """
     scale, shift = _affine(tuple(mean), tuple(std), clip.dtype == torch.uint8)
     if blocks:
@@ -314,6 +314,8 @@ def normalize(
     else:
         source = clip.permute(1, 0, 2, 3) if to_cthw else clip
         view = (-1, 1, 1, 1) if to_cthw else (1, -1, 1, 1)
+    if source.dtype == torch.uint8:  # the layout change is ~3x cheaper on bytes than while converting to float
+        source = source.contiguous()
     out = source.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
     return out.mul_(scale.view(view)).sub_(shift.view(view))
 

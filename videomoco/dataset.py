@@ -192,7 +192,7 @@ def uniform_clips(n_frames: int, fpc: int, step: int, num: int) -> np.ndarray:
 
 def to_float_cthw(frames: np.ndarray) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> float [3, T, H, W] in [0, 1]."""
-    return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(255.0)
+    return torch.from_numpy(frames).permute(3, 0, 1, 2).contiguous().float().div_(255.0)  # permute bytes, not floats
 
 
 def random_resized_crop(clip: torch.Tensor, size: int, scale, rng: np.random.Generator) -> torch.Tensor:
