@@ -227,6 +227,7 @@ def test_uint8_bilinear_crop_equals_pil():
 # --------------------------------------------------------------------------------------------------- GPU check
 
 
+@pytest.mark.slow  # bf16 autocast on this CPU is emulated: minutes on a loaded 2-core box (make test-all runs it)
 def test_gpu_check_runs_in_its_cpu_tiny_mode(tmp_path):
     """bench/gpu_check.sh --device cpu --tiny: every precision variant, the loader-vs-step line and the DDP smoke
     run, into the JSON (CPD, the cheapest at tiny size, keeps it short)."""
@@ -250,3 +251,18 @@ def test_gpu_check_runs_in_its_cpu_tiny_mode(tmp_path):
     assert report["methods"]["cpd"]["workers_to_feed_the_step"] >= 1
     assert report["ddp_smoke"]["ok"] and report["ddp_smoke"]["backend"] == "gloo"
     assert "workers keep it fed" in result.stdout and "DDP smoke" in result.stdout
+
+
+@pytest.mark.parametrize("layout", [{}, {"to_cthw": True}, {"blocks": 2}])
+def test_uint8_normalisation_equals_the_float_formula_in_every_layout(layout):
+    frames = np.random.default_rng(8).integers(0, 256, (10, 12, 14, 3), dtype=np.uint8)
+    clip = torch.from_numpy(frames).permute(0, 3, 1, 2)  # a [T, C, H, W] view of frame-major memory
+    mean, std = torch.tensor(T.IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(T.IMAGENET_STD).view(1, 3, 1, 1)
+    ref = (clip.float() / 255 - mean) / std
+    if layout.get("to_cthw"):
+        ref = ref.permute(1, 0, 2, 3)
+    if layout.get("blocks"):
+        ref = ref.reshape(2, 5, 3, 12, 14).transpose(1, 2)
+    out = T.normalize(clip, **layout)
+    assert out.dtype == torch.float32 and out.is_contiguous() and out.shape == ref.shape
+    assert torch.allclose(out, ref, atol=1e-5)
