@@ -2,7 +2,8 @@
 
     python bench/run_all.py [--out bench/results.json] [--skip loader process_data train_step]
 
-  loader        clips/s of our frame-folder loader vs. an original-style PIL loader vs. the JPEG-decode floor
+  loader        per method, clips/s per core of the paper's own data recipe (as the original runs it), the
+                project's loader and the decode floor, interleaved in one process (bench/recipe_bench.py)
   process_data  synthetic-dataset generation time and extract_frames frames/s with 1 and 2 workers
   train_step    seconds per training iteration per method (CPU fp32; on CUDA also bf16 and channels_last)
 Each benchmark runs in its own process so that one's threads and caches do not colour the next.
@@ -13,14 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCHES = {"loader": "loader_bench.py", "process_data": "process_data_bench.py", "train_step": "train_step.py"}
+BENCHES = {"loader": "recipe_bench.py", "process_data": "process_data_bench.py", "train_step": "train_step.py"}
 
 
 def run_bench(name: str, tmp: str) -> dict:
@@ -35,8 +35,10 @@ def run_bench(name: str, tmp: str) -> dict:
 
 
 def machine() -> dict:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg_1min_at_start": load}
+    sys.path.insert(0, os.path.dirname(HERE))
+    from bench.recipe_bench import machine as describe  # CPU model, cores, load average, versions
+
+    return describe()
 
 
 def main() -> None:

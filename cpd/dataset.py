@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from cpd.decoder import DecodeError, decode_clip
 from cpd.text import encode_caption
+from shared_utils import transforms as T
 from shared_utils.cli import fail, require_dir, require_file
 from shared_utils.data import DataWarnings, unpack_index
 
@@ -25,8 +26,8 @@ ATTEMPTS = 10
 
 def to_normalized_cthw(frames: np.ndarray) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> float [3, T, H, W], (x / 255 - 0.45) / 0.225."""
-    x = torch.from_numpy(frames).float().div_(255.0).sub_(MEAN).div_(STD)
-    return x.permute(3, 0, 1, 2).contiguous()
+    x = torch.from_numpy(frames).permute(3, 0, 1, 2).contiguous()  # the layout change on bytes: ~3x cheaper
+    return x.float().div_(255.0).sub_(MEAN).div_(STD)
 
 
 def short_side_scale(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -66,12 +67,31 @@ def uniform_crop(x: torch.Tensor, size: int, spatial_idx: int) -> torch.Tensor:
     return x[..., y : y + size, x0 : x0 + size]
 
 
+def scaled_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """short_side_scale's output size: short side -> size, long side -> floor(long / short * size)."""
+    if (width <= height and width == size) or (height <= width and height == size):
+        return height, width
+    if width < height:
+        return int(math.floor(height / width * size)), size
+    return size, int(math.floor(width / height * size))
+
+
 def train_transform(frames: np.ndarray, size: int, rng: np.random.Generator, flip: bool = True) -> torch.Tensor:
-    """Normalise -> short side ~ U(jitter range) -> random crop -> horizontal flip p = 0.5."""
-    x = to_normalized_cthw(frames)
+    """Normalise -> short side ~ U(jitter range) -> random crop -> horizontal flip p = 0.5, with the original's
+    draws. The bilinear scale and the crop run as one uint8 warp per frame that computes only the cropped pixels
+    (normalising is affine, so it commutes with the bilinear map up to uint8 rounding), then the crop is
+    normalised."""
+    height, width = frames.shape[1:3]
     low, high = jitter_range(size)
-    x = short_side_scale(x, int(round(rng.uniform(low, high))))
-    x = random_crop(x, size, rng)
+    new_h, new_w = scaled_size(height, width, int(round(rng.uniform(low, high))))
+    y = int(rng.integers(0, new_h - size)) if new_h > size else 0
+    x0 = int(rng.integers(0, new_w - size)) if new_w > size else 0
+    if (new_h, new_w) == (height, width):
+        crops = np.ascontiguousarray(frames[:, y : y + size, x0 : x0 + size])
+    else:
+        scale = (height / new_h, width / new_w)
+        crops = np.stack([T.scale_crop_bilinear(frame, scale, y, x0, size) for frame in frames])
+    x = to_normalized_cthw(crops)
     if flip and rng.uniform() < 0.5:
         x = x.flip(-1)
     return x.contiguous()

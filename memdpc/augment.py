@@ -93,46 +93,12 @@ class FixedView:
         return clip[..., top : top + side, left : left + side]
 
 
-def _rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
-    """[n, 3, H, W] in [0, 1] -> hue, saturation, value, each in [0, 1]."""
-    r, g, b = rgb.unbind(1)
-    maxc, _ = rgb.max(dim=1)
-    minc, _ = rgb.min(dim=1)
-    delta = maxc - minc
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    hue = torch.where(maxc == r, (g - b) / safe, torch.where(maxc == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
-    hue = torch.where(delta > 0, (hue / 6.0) % 1.0, torch.zeros_like(hue))
-    sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
-    return torch.stack([hue, sat, maxc], dim=1)
-
-
-def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
-    h, s, v = hsv.unbind(1)
-    k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], dim=1)  # n, 3, H, W
-    return v.unsqueeze(1) - (v * s).unsqueeze(1) * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
-
-
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
-
-
-def _adjust(x: torch.Tensor, op: int, f: torch.Tensor) -> torch.Tensor:
-    """One colour op on frames [n, 3, H, W] in [0, 1] with per-frame factors f [n, 1, 1, 1]."""
-    if op == 0:  # brightness
-        return (x * f).clamp_(0, 1)
-    if op == 1:  # contrast: blend with the frame's mean luminance
-        return (x * f + (1 - f) * _gray(x).mean(dim=(2, 3), keepdim=True)).clamp_(0, 1)
-    if op == 2:  # saturation: blend with the luminance image
-        return (x * f + (1 - f) * _gray(x)).clamp_(0, 1)
-    hsv = _rgb_to_hsv(x)  # hue: rotate
-    hsv[:, 0] = (hsv[:, 0] + f[:, 0]) % 1.0
-    return _hsv_to_rgb(hsv)
-
-
 class FrameColorJitter:
-    """torchvision-style colour jitter (brightness, contrast, saturation U(1-x, 1+x); hue U(-h, h); the four ops in a
-    random order), applied with probability p (one draw per clip). Factors and order are drawn per frame
-    (per_frame=True) or once per clip. Vectorised over frames: returns float [T, C, H, W] in [0, 1]."""
+    """The original ColorJitter: applied with probability p (one draw per clip); brightness, contrast and
+    saturation factors U(max(0, 1-x), 1+x), hue U(-h, h), the four ops in a random order, all drawn per frame
+    (per_frame=True) or once per clip. The ops run on uint8 frames with PIL's arithmetic (torchvision's PIL
+    functional ops, which the original called): brightness and contrast as lookup tables, saturation as a blend
+    with PIL's luminance, hue through OpenCV's 8-bit HSV (shared_utils.transforms.pil_hue). uint8 in, uint8 out."""
 
     def __init__(self, b, c, s, h, p: float = 1.0, per_frame: bool = False) -> None:
         self.amounts, self.p, self.per_frame = (b, c, s, h), p, per_frame
@@ -148,42 +114,44 @@ class FrameColorJitter:
         return np.broadcast_to(factors, (n, 4)), np.broadcast_to(orders, (n, 4))
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        x = T.to_float(clip)
         if rng.random() >= self.p:
-            return x
-        factors, orders = self.draw(x.shape[0], rng)
-        factors = torch.tensor(np.array(factors), dtype=x.dtype)
-        x = x.clone()
-        for slot in range(4):
-            for op in range(4):
-                frames = np.flatnonzero(orders[:, slot] == op)
-                if len(frames):
-                    idx = torch.from_numpy(frames)
-                    x[idx] = _adjust(x[idx], op, factors[idx, op].view(-1, 1, 1, 1))
-        return x
+            return clip
+        if clip.dtype != torch.uint8:
+            clip = (clip * 255).round_().clamp_(0, 255).to(torch.uint8)
+        factors, orders = self.draw(clip.shape[0], rng)
+        active = [op for op, amount in enumerate(self.amounts) if amount > 0]  # a zero amount is no op at all
+        frames = T.frames_hwc(clip)
+        out = np.empty_like(frames)
+        for t in range(frames.shape[0]):
+            order = [op for op in orders[t] if op in active]
+            out[t] = T.pil_jitter_frame(frames[t], factors[t], order)
+        return T.from_frames_hwc(out)
 
 
 def _finish(img_dim: int, interp: str) -> list:
     return [Scale(img_dim, interp)]
 
 
-def pretrain_transform(img_dim: int, modality: str = "rgb", interp: str = "nearest") -> T.ClipCompose:
+def pretrain_transform(img_dim: int, modality: str = "rgb", interp: str = "nearest", blocks: int = 0) -> T.ClipCompose:
     """Pretraining train AND val: crop -> rescale -> flip -> per-frame channel gray (p .25) -> per-frame colour jitter
-    -> normalise. Flow skips the two colour steps (they have no meaning for flow images)."""
+    -> normalise. Flow skips the two colour steps (they have no meaning for flow images). blocks > 0: the output
+    is laid out [blocks, C, T / blocks, H, W] in the normalising copy."""
     ops = [RandomSizedCrop(CROP, p=1.0), *_finish(img_dim, interp), T.RandomHorizontalFlip(0.5)]
     if modality == "rgb":
         ops += [RandomChannelGray(0.25), FrameColorJitter(0.5, 0.5, 0.5, 0.25, p=1.0, per_frame=True)]
-    return T.ClipCompose([*ops, T.Normalize()])
+    return T.ClipCompose([*ops, T.Normalize(blocks=blocks)])
 
 
-def finetune_transform(img_dim: int, mode: str, modality: str = "rgb", interp: str = "nearest") -> T.ClipCompose:
+def finetune_transform(
+    img_dim: int, mode: str, modality: str = "rgb", interp: str = "nearest", blocks: int = 0
+) -> T.ClipCompose:
     """Evaluation train (crop p=1, jitter 0.5/0.5/0.5/0.25) and val (crop p=0.3, jitter 0.2/0.2/0.2/0.1); the colour
     jitter is clip-consistent with probability 0.3 (RGB only)."""
     crop_p, jitter = (1.0, (0.5, 0.5, 0.5, 0.25)) if mode == "train" else (0.3, (0.2, 0.2, 0.2, 0.1))
     ops = [RandomSizedCrop(CROP, p=crop_p), *_finish(img_dim, interp), T.RandomHorizontalFlip(0.5)]
     if modality == "rgb":
         ops.append(FrameColorJitter(*jitter, p=0.3, per_frame=False))
-    return T.ClipCompose([*ops, T.Normalize()])
+    return T.ClipCompose([*ops, T.Normalize(blocks=blocks)])
 
 
 def view_transform(img_dim: int, position: int, flip: bool, interp: str = "nearest") -> T.ClipCompose:

@@ -136,7 +136,9 @@ class BlockDataset(Dataset):
                 index = int(rng.integers(len(self.entries)))
         else:
             raise RuntimeError("ten unreadable videos in a row; check the frame folders")
-        clip = self.transform(torch.from_numpy(frames).permute(0, 3, 1, 2), rng)  # T, C, H, W
+        clip = self.transform(torch.from_numpy(frames).permute(0, 3, 1, 2), rng)  # T, C, H, W (or N, C, SL, H, W)
+        if clip.dim() == 5:  # the transform already laid the frames out in blocks
+            return clip, entry.label, index
         blocks = clip.reshape(self.num_seq, self.seq_len, *clip.shape[1:]).transpose(1, 2)
         return blocks.contiguous(), entry.label, index
 
@@ -213,7 +215,9 @@ def build_dataset(args, split: str, purpose: str = "pretrain", warnings: DataWar
     if split == "val":
         entries = val_subset(entries, args.dataset, args.seed)
     if purpose == "pretrain":
-        transform = pretrain_transform(args.img_dim, args.modality, scale_interpolation(args))
+        transform = pretrain_transform(args.img_dim, args.modality, scale_interpolation(args), blocks=args.num_seq)
     else:
-        transform = finetune_transform(args.img_dim, split, args.modality, scale_interpolation(args))
+        transform = finetune_transform(
+            args.img_dim, split, args.modality, scale_interpolation(args), blocks=args.num_seq
+        )
     return BlockDataset(entries, args.num_seq, args.seq_len, args.ds, transform, template, warnings)

@@ -74,7 +74,7 @@ def _cv2_resized_crop(clip: Clip, top: int, left: int, h: int, w: int, size: Seq
     frames = clip.permute(0, 2, 3, 1).numpy()  # T, H, W, C view
     out_h, out_w = size
     if interpolation == "nearest":
-        flag = cv2.INTER_NEAREST
+        flag = cv2.INTER_NEAREST_EXACT  # PIL's NEAREST samples pixel centres; cv2's INTER_NEAREST is offset by half
     elif interpolation == "bicubic":
         flag = cv2.INTER_CUBIC
     else:
@@ -88,9 +88,12 @@ def _cv2_resized_crop(clip: Clip, top: int, left: int, h: int, w: int, size: Seq
 def resized_crop(
     clip: Clip, top: int, left: int, h: int, w: int, size: int | Sequence[int], interpolation: str = "bilinear"
 ) -> Clip:
-    """Crop the same box from every frame and resize it to `size` (bilinear = area-averaging when shrinking)."""
+    """Crop the same box from every frame and resize it to `size` (bilinear antialiased when shrinking, as PIL)."""
     size = [size, size] if isinstance(size, int) else list(size)
     if clip.dtype == torch.uint8 and clip.device.type == "cpu" and clip.shape[1] in (1, 3, 4):
+        if interpolation == "bilinear":  # torch's uint8 antialiased bilinear equals PIL's BILINEAR resize
+            crop = clip[..., top : top + h, left : left + w]
+            return torch.nn.functional.interpolate(crop, size=size, mode="bilinear", antialias=True)
         return _cv2_resized_crop(clip, top, left, h, w, size, interpolation)
     return TF.resized_crop(clip, top, left, h, w, size, interpolation=_interp(interpolation), antialias=True)
 
@@ -168,6 +171,110 @@ def color_jitter(
     return torch.cat(frames)
 
 
+# uint8 colour ops with PIL's semantics (what torchvision's functional ops do on PIL images, which the originals
+# used), on one frame [H, W, 3] RGB uint8. PIL blends in float and truncates toward zero; its luminance is
+# (19595 R + 38470 G + 7471 B + 2^15) >> 16. Brightness and contrast are 256-entry lookup tables.
+_PIL_LUMA = np.array([[19595, 38470, 7471]], dtype=np.float32) / 65536.0
+_LEVELS = np.arange(256, dtype=np.float32)
+_TRUNC = -0.499  # cv2 rounds on saturation; this offset turns its rounding into PIL's truncation
+
+
+def _blend_table(base: float, factor: float) -> np.ndarray:
+    """PIL Image.blend(constant `base`, image, factor) per level: trunc(base + factor * (v - base)), clipped."""
+    return np.clip(np.float32(base) + np.float32(factor) * (_LEVELS - np.float32(base)), 0, 255).astype(np.uint8)
+
+
+def pil_luma(frame: np.ndarray) -> np.ndarray:
+    """convert('L') of an RGB uint8 frame [H, W, 3] -> [H, W] uint8. OpenCV's weights (0.299, 0.587, 0.114 in
+    14-bit fixed point) equal PIL's 16-bit ones to 4 decimals; both round."""
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+def pil_luma_mean(frame: np.ndarray) -> float:
+    """Mean of pil_luma(frame), from the channel means (the luma is linear up to its rounding)."""
+    r, g, b, _ = cv2.mean(frame)
+    return float(_PIL_LUMA[0, 0] * r + _PIL_LUMA[0, 1] * g + _PIL_LUMA[0, 2] * b)
+
+
+def pil_brightness(frame: np.ndarray, factor: float) -> np.ndarray:
+    return cv2.LUT(frame, _blend_table(0.0, factor))
+
+
+def pil_contrast(frame: np.ndarray, factor: float) -> np.ndarray:
+    """Blend with the frame's mean luminance, rounded to an integer as PIL's ImageEnhance.Contrast does."""
+    mean = int(pil_luma_mean(frame) + 0.5)
+    return cv2.LUT(frame, _blend_table(mean, factor))
+
+
+def pil_saturation(frame: np.ndarray, factor: float) -> np.ndarray:
+    gray = cv2.cvtColor(pil_luma(frame), cv2.COLOR_GRAY2RGB)
+    return cv2.addWeighted(frame, factor, gray, 1.0 - factor, _TRUNC)
+
+
+def pil_hue(frame: np.ndarray, factor: float) -> np.ndarray:
+    """Rotate the hue by factor of a full turn. PIL shifts its 8-bit hue (a turn = 255 steps) by
+    int(factor * 255) steps; OpenCV's full-range 8-bit HSV has 256 steps a turn, so the same angle is used."""
+    hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV_FULL)
+    steps = int(round(int(factor * 255) * 256 / 255)) % 256
+    if steps:
+        hue = hsv[..., 0]
+        np.add(hue, np.uint8(steps), out=hue)  # wraps around, as PIL's uint8 hue does
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL)
+
+
+def pil_rotate_crop(frame: np.ndarray, angle: float, top: int, left: int, size: int) -> np.ndarray:
+    """PIL's frame.rotate(angle) (counter-clockwise about the centre, nearest, same size, black corners) followed
+    by the size x size crop at (top, left), as one OpenCV warp that computes only the cropped pixels. PIL maps
+    output pixel centres (x + .5, y + .5) through the inverse rotation and floors; OpenCV's nearest rounds, so the
+    matrix is shifted by half a pixel."""
+    height, width = frame.shape[:2]
+    theta = -math.radians(angle)
+    a, b = round(math.cos(theta), 15), round(math.sin(theta), 15)
+    d, e = -b, a
+    cx, cy = width / 2.0, height / 2.0
+    c = a * -cx + b * -cy + cx
+    f = d * -cx + e * -cy + cy
+    matrix = np.array(
+        [
+            [a, b, c + 0.5 * (a + b) - 0.5 + a * left + b * top],
+            [d, e, f + 0.5 * (d + e) - 0.5 + d * left + e * top],
+        ]
+    )
+    return cv2.warpAffine(
+        frame, matrix, (size, size), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=(0, 0, 0)
+    )
+
+
+def scale_crop_bilinear(frame: np.ndarray, scale_hw: tuple[float, float], top: int, left: int, size: int):
+    """F.interpolate(bilinear, align_corners=False, no antialias) of the whole frame by (sy, sx) = in / out,
+    then the size x size crop at (top, left), as one OpenCV warp computing only the cropped pixels (edges
+    replicated, as interpolate clamps)."""
+    sy, sx = scale_hw
+    matrix = np.array([[sx, 0.0, (left + 0.5) * sx - 0.5], [0.0, sy, (top + 0.5) * sy - 0.5]])
+    return cv2.warpAffine(
+        frame, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+PIL_COLOUR_OPS = (pil_brightness, pil_contrast, pil_saturation, pil_hue)  # op index 0..3: b, c, s, h
+
+
+def pil_jitter_frame(frame: np.ndarray, factors: Sequence[float], order: Sequence[int]) -> np.ndarray:
+    """Apply the colour ops `order` (indices into PIL_COLOUR_OPS) with factors [b, c, s, h] to one frame."""
+    for op in order:
+        frame = PIL_COLOUR_OPS[op](frame, float(factors[op]))
+    return frame
+
+
+def frames_hwc(clip: Clip) -> np.ndarray:
+    """uint8 CPU clip [T, C, H, W] -> numpy [T, H, W, C] (a view when the memory already is frame-major)."""
+    return clip.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def from_frames_hwc(frames: np.ndarray) -> Clip:
+    return torch.from_numpy(frames).permute(0, 3, 1, 2)
+
+
 def grayscale(clip: Clip) -> Clip:
     """Luminance grayscale replicated to 3 channels."""
     return TF.rgb_to_grayscale(clip, num_output_channels=3)
@@ -188,17 +295,28 @@ def _affine(mean: tuple[float, ...], std: tuple[float, ...], from_uint8: bool) -
 
 
 def normalize(
-    clip: Clip, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, to_cthw: bool = False
+    clip: Clip,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    to_cthw: bool = False,
+    blocks: int = 0,
 ) -> torch.Tensor:
     """(x / 255 - mean) / std per channel (uint8 input; float input is taken as already in [0, 1]).
 
-    One conversion pass into a new contiguous float32 tensor, then an in-place affine map: [T, C, H, W] in,
-    [T, C, H, W] out, or [C, T, H, W] out with to_cthw=True (the permute is folded into the same copy).
+    A contiguous uint8 copy in the output layout, one conversion pass into float32, then an in-place affine map:
+    [T, C, H, W] in; [T, C, H, W] out, or [C, T, H, W] with to_cthw=True, or [blocks, C, T / blocks, H, W] with
+    blocks > 0.
     """
     scale, shift = _affine(tuple(mean), tuple(std), clip.dtype == torch.uint8)
-    source = clip.permute(1, 0, 2, 3) if to_cthw else clip
+    if blocks:
+        source = clip.reshape(blocks, clip.shape[0] // blocks, *clip.shape[1:]).transpose(1, 2)
+        view = (1, -1, 1, 1, 1)
+    else:
+        source = clip.permute(1, 0, 2, 3) if to_cthw else clip
+        view = (-1, 1, 1, 1) if to_cthw else (1, -1, 1, 1)
+    if source.dtype == torch.uint8:  # the layout change is ~3x cheaper on bytes than while converting to float
+        source = source.contiguous()
     out = source.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
-    view = (-1, 1, 1, 1) if to_cthw else (1, -1, 1, 1)
     return out.mul_(scale.view(view)).sub_(shift.view(view))
 
 
@@ -316,15 +434,20 @@ class ToFloat:
 
 
 class Normalize:
-    """ImageNet-style normalisation of a uint8 (or [0, 1] float) clip; to_cthw=True also returns [C, T, H, W]."""
+    """ImageNet-style normalisation of a uint8 (or [0, 1] float) clip; to_cthw=True also returns [C, T, H, W],
+    blocks > 0 returns [blocks, C, T / blocks, H, W]."""
 
     def __init__(
-        self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, to_cthw: bool = False
+        self,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        to_cthw: bool = False,
+        blocks: int = 0,
     ) -> None:
-        self.mean, self.std, self.to_cthw = mean, std, to_cthw
+        self.mean, self.std, self.to_cthw, self.blocks = mean, std, to_cthw, blocks
 
     def __call__(self, clip: Clip, rng: np.random.Generator | None = None) -> torch.Tensor:
-        return normalize(clip, self.mean, self.std, self.to_cthw)
+        return normalize(clip, self.mean, self.std, self.to_cthw, self.blocks)
 
 
 class ToCTHW:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -205,7 +206,7 @@ def uniform_clips(n_frames: int, fpc: int, step: int, num: int) -> np.ndarray:
 
 def to_float_cthw(frames: np.ndarray) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> float [3, T, H, W] in [0, 1]."""
-    return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(255.0)
+    return torch.from_numpy(frames).permute(3, 0, 1, 2).contiguous().float().div_(255.0)  # permute bytes, not floats
 
 
 def random_resized_crop(clip: torch.Tensor, size: int, scale, rng: np.random.Generator) -> torch.Tensor:
@@ -214,6 +215,17 @@ def random_resized_crop(clip: torch.Tensor, size: int, scale, rng: np.random.Gen
     top, left, h, w = random_resized_crop_params(clip.shape[-2], clip.shape[-1], scale, (3 / 4, 4 / 3), rng)
     crop = clip[..., top : top + h, left : left + w]
     return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def random_resized_crop_u8(frames: np.ndarray, size: int, scale, rng: np.random.Generator) -> torch.Tensor:
+    """random_resized_crop of uint8 frames [T, H, W, 3] -> float [3, T, size, size] in [0, 1]: the same draws
+    and the same bilinear map (OpenCV's INTER_LINEAR on the crop = F.interpolate with align_corners=False and no
+    antialias, up to uint8 rounding), but only the crop is resized and converted to float."""
+    top, left, h, w = random_resized_crop_params(frames.shape[1], frames.shape[2], scale, (3 / 4, 4 / 3), rng)
+    out = np.empty((frames.shape[0], size, size, frames.shape[3]), dtype=np.uint8)
+    for t in range(frames.shape[0]):
+        cv2.resize(frames[t, top : top + h, left : left + w], (size, size), dst=out[t], interpolation=cv2.INTER_LINEAR)
+    return to_float_cthw(out)
 
 
 def center_crop(clip: torch.Tensor, size: int, resize_first: bool) -> torch.Tensor:
@@ -258,10 +270,11 @@ class PretrainClips(Dataset):
         idx_q = random_clip(entry.n_frames, self.fpc, self.step, rng)
         idx_k = random_clip(entry.n_frames, self.fpc, self.step, rng) if self.two_clips else idx_q
         frames = self.reader(entry, np.concatenate([idx_q, idx_k]) if self.two_clips else idx_q)
-        clip_q = to_float_cthw(frames[: self.fpc])
-        clip_k = to_float_cthw(frames[self.fpc :]) if self.two_clips else clip_q
+        frames_k = frames[self.fpc :] if self.two_clips else frames
         scale = (0.2, 1.0)
-        return random_resized_crop(clip_q, self.crop, scale, rng), random_resized_crop(clip_k, self.crop, scale, rng)
+        return random_resized_crop_u8(frames[: self.fpc], self.crop, scale, rng), random_resized_crop_u8(
+            frames_k, self.crop, scale, rng
+        )
 
     def __getitem__(self, item):
         index, rng = unpack_index(item)

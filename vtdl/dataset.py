@@ -12,7 +12,6 @@ import os
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 from torch.utils.data import Dataset
 
 from shared_utils import transforms as T
@@ -146,36 +145,46 @@ def resize_size(spatial_size: int) -> int:
 
 def one_of_four_jitter(clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """The original ColorJitter(0.5, 0.5, 0.25, 0.5): factors drawn b, c, s, h, then exactly ONE of the four
-    adjustments (uniformly chosen) survives, applied to every frame (spec §2.4)."""
-    b, c = rng.uniform(0.5, 1.5), rng.uniform(0.5, 1.5)
-    s, h = rng.uniform(0.75, 1.25), rng.uniform(-0.5, 0.5)
+    adjustments (uniformly chosen) survives, applied to every frame (spec §2.4), with PIL's uint8 arithmetic."""
+    factors = (rng.uniform(0.5, 1.5), rng.uniform(0.5, 1.5), rng.uniform(0.75, 1.25), rng.uniform(-0.5, 0.5))
     which = int(rng.integers(4))
-    if which == 0:
-        return TF.adjust_brightness(clip, b)
-    if which == 1:
-        return TF.adjust_contrast(clip, c)
-    if which == 2:
-        return TF.adjust_saturation(clip, s)
-    return TF.adjust_hue(clip, h)
+    return _per_frame(clip, lambda frame: T.PIL_COLOUR_OPS[which](frame, float(factors[which])))
+
+
+def composed_jitter(clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """The fix: all four adjustments (same ranges) in a random order, drawn once per clip."""
+    factors = (rng.uniform(0.5, 1.5), rng.uniform(0.5, 1.5), rng.uniform(0.75, 1.25), rng.uniform(-0.5, 0.5))
+    order = rng.permutation(4)
+    return _per_frame(clip, lambda frame: T.pil_jitter_frame(frame, factors, order))
+
+
+def _per_frame(clip: torch.Tensor, op) -> torch.Tensor:
+    frames = T.frames_hwc(clip)
+    return T.from_frames_hwc(np.stack([op(frame) for frame in frames]))
 
 
 class TrainTransform:
-    """Basic augmentation ('BA'): rotation U(-10, 10) deg (nearest, black corners) -> random crop -> colour
+    """Basic augmentation ('BA'): rotation U(-10, 10) deg (PIL's nearest, black corners) -> random crop -> colour
     jitter (composed, or the original one-of-four) -> [0, 1] -> ImageNet normalisation -> [C, T, H, W].
-    The short-side resize (256 for 224 crops) happens while decoding; the original rotated before resizing,
-    which differs only by interpolation. aug='NULL' gives the test transform (centre crop) instead."""
+    Rotation and crop run as one warp per frame that computes only the cropped pixels. The short-side resize
+    (256 for 224 crops) happens while decoding; the original rotated before resizing, which differs only by
+    interpolation and not at all for frames stored at short side 256 (the jpegs_256 frames the paper used).
+    aug='NULL' gives the test transform (centre crop) instead."""
 
     def __init__(self, size: int, jitter: str = "composed", aug: str = "CJ"):
         self.size, self.jitter, self.aug = size, jitter, aug
-        self.composed = T.ColorJitter(0.5, 0.5, 0.25, 0.5, p=1.0, random_order=True)
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:  # clip: T, C, H, W uint8
         if self.aug == "NULL":
             return TestTransform(self.size)(clip)
         angle = float(rng.uniform(-10, 10))
-        clip = TF.rotate(clip, angle, interpolation=TF.InterpolationMode.NEAREST)
-        clip = T.RandomCrop(self.size)(clip, rng)
-        clip = self.composed(clip, rng) if self.jitter == "composed" else one_of_four_jitter(clip, rng)
+        height, width = clip.shape[-2:]
+        top = int(rng.integers(0, max(height - self.size, 0) + 1))
+        left = int(rng.integers(0, max(width - self.size, 0) + 1))
+        frames = T.frames_hwc(clip)
+        side = min(self.size, height, width)
+        clip = T.from_frames_hwc(np.stack([T.pil_rotate_crop(f, angle, top, left, side) for f in frames]))
+        clip = composed_jitter(clip, rng) if self.jitter == "composed" else one_of_four_jitter(clip, rng)
         return T.normalize(clip, to_cthw=True)  # uint8 -> float [C, T, H, W]
 
 
