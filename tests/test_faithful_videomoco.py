@@ -19,7 +19,7 @@ from videomoco import eval as vm_eval
 from videomoco import train
 from videomoco.augment import VideoMoCoAugment
 from videomoco.dataset import PretrainClips, long_enough
-from videomoco.opts import EVAL_FIXES, TRAIN_FIXES, fix_on, get_args_parser, get_eval_args_parser
+from videomoco.opts import EVAL_FIXES, TRAIN_FIXES, aug_per_frame, fix_on, get_args_parser, get_eval_args_parser
 
 README_TRAIN = (
     "--log_dir L --ckp_dir C -a r2plus1d_18 --lr 0.005 -fpc 32 -b 32 -j 128 --epochs 200 --schedule 120 160 "
@@ -184,6 +184,22 @@ def test_each_evaluation_fix_switches_only_itself(name):
 def test_older_spellings_switch_the_same_fix(older, name):
     args = get_args_parser().parse_args([*README_TRAIN, *older])
     assert [other for other in TRAIN_FIXES if fix_on(args, other)] == [name]
+
+
+@pytest.mark.parametrize(
+    "extra, per_frame", [((), True), (("--aug_per_frame",), True), (("--fix", "per_clip_aug"), False)]
+)
+def test_gpu_augmentation_is_drawn_per_frame_by_default_as_released(extra, per_frame):
+    """The released code ran kornia on B*T flattened frames: every frame draws its own flip (and jitter, gray).
+    That is the default; `--fix per_clip_aug` draws once per clip."""
+    args = get_args_parser().parse_args([*README_TRAIN, *extra])
+    assert aug_per_frame(args) is per_frame
+    aug = VideoMoCoAugment(args.aug_plus, aug_per_frame(args), 12)
+    aug.main.grayscale_p, aug.main.jitter_p = 0.0, 0.0
+    ramp = torch.linspace(0, 1, 12).expand(4, 3, 6, 12, 12).contiguous()  # a flip is visible on a ramp
+    flags = torch.cat([(aug(ramp, torch.Generator().manual_seed(s))[..., 0] > 0.5).all(dim=(1, 3)) for s in range(4)])
+    one_per_clip = (flags.all(1) | (~flags).all(1)).all()  # B clips x T frames: all frames agree within a clip
+    assert bool(one_per_clip) is not per_frame
 
 
 def toy_pretrain_args(*extra: str) -> Namespace:

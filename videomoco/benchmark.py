@@ -21,7 +21,7 @@ import torch
 from shared_utils.cli import ArgumentParser, run_cli
 from videomoco import train
 from videomoco.augment import VideoMoCoAugment
-from videomoco.opts import ARCHS, get_args_parser
+from videomoco.opts import ARCHS, aug_per_frame, get_args_parser
 
 
 def build_train_step(
@@ -50,7 +50,7 @@ def build_train_step(
     args.no_generator = not adversarial
     torch.manual_seed(0)
     G, _, D_ddp, opt_g, opt_d = train.build_models(args)
-    aug = VideoMoCoAugment(args.aug_plus, args.aug_per_frame, crop_size).to(device)
+    aug = VideoMoCoAugment(args.aug_plus, aug_per_frame(args), crop_size).to(device)
     shape = (batch_size, 3, frame_per_clip, crop_size, crop_size)  # B, 3, T, H, W in [0, 1] as the loader gives
     batch = (torch.rand(shape, device=device), torch.rand(shape, device=device))
     t = args.temporal_decay

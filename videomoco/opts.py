@@ -21,6 +21,8 @@ TRAIN_FIXES = {
     "drop_highest": "drop the frames with the highest generator scores, the paper's wording (released: lowest); "
     "old spelling --drop_select highest",
     "two_clips": "query and key from two independent clips (released: the same frames)",
+    "per_clip_aug": "one draw of the GPU augmentation per clip, its frames stay consistent (released: kornia on "
+    "the flattened clips draws per frame, and --aug_plus tosses its jitter/blur coins once per batch)",
     SHORT_VIDEO_FIX: "videos shorter than one clip are padded with their last frame and used (released: "
     "torchvision VideoClips leaves them out)",
 }
@@ -42,6 +44,11 @@ def fix_on(args, name: str) -> bool:
         "test_resize": getattr(args, "protocol", "videomoco-eval") == "standard",
     }
     return fix_enabled(args, name) or older.get(name, False)
+
+
+def aug_per_frame(args) -> bool:
+    """The released per-frame augmentation draws, unless `--fix per_clip_aug` (`--aug_per_frame` is the default)."""
+    return not fix_on(args, "per_clip_aug")
 
 
 def _dist_flags(parser, hyphen: bool) -> None:
@@ -183,8 +190,8 @@ def _videomoco_flags(p) -> None:
     g.add_argument(
         "--aug_per_frame",
         action="store_true",
-        help="draw GPU augmentation parameters per frame, as kornia did on the flattened clips "
-        "of the released code (default: one draw per clip)",
+        help="older spelling of the default: GPU augmentation parameters drawn per frame, as kornia did on the "
+        "flattened clips of the released code (one draw per clip: --fix per_clip_aug)",
     )
 
 

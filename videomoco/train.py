@@ -44,7 +44,7 @@ from videomoco.dataset import (
 )
 from videomoco.loss import generator_loss
 from videomoco.model import MaskGenerator, VideoMoCo
-from videomoco.opts import SHORT_VIDEO_FIX, fix_on, get_args_parser
+from videomoco.opts import SHORT_VIDEO_FIX, aug_per_frame, fix_on, get_args_parser
 from videomoco.resume import RunState, resume_run, save_run
 
 # --------------------------------------------------------------------------------------------------- set-up helpers
@@ -305,7 +305,7 @@ def main_worker(args) -> None:
     writer = make_tb_writer(log_dir, enabled=not args.no_tensorboard)
     # ------------------------------------------------------------------ data, models, optimisers, resume
     loader, sampler, warnings = build_data(args, ckp_dir, per_process_batch, seed)
-    aug = VideoMoCoAugment(args.aug_plus, args.aug_per_frame, args.crop_size).to(args.device)
+    aug = VideoMoCoAugment(args.aug_plus, aug_per_frame(args), args.crop_size).to(args.device)
     G, D, D_ddp, opt_g, opt_d = build_models(args)
     run = resume_run(args, G, D, opt_g, opt_d, ckp_dir, seed, len(loader))
     sampler.seed = run.seed
