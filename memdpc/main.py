@@ -16,7 +16,7 @@ import time
 import torch
 
 from memdpc import engine
-from memdpc.dataset import build_dataset, split_csv
+from memdpc.dataset import build_dataset, read_entries
 from memdpc.model import MemDPC, clean_state_dict
 from memdpc.opts import get_args_parser
 from shared_utils import dist
@@ -241,8 +241,8 @@ def main(args) -> None:
     for flag in ("resume", "pretrain"):
         if getattr(args, flag):
             require_file(getattr(args, flag), f"--{flag} checkpoint")
-    for subset in ("train", "test"):
-        split_csv(args.csv_root, args.dataset, subset, args.split)
+    for subset in ("train", "test"):  # lists and data checked before anything is written
+        read_entries(args, subset, with_labels=False)
     engine.launch(worker, args)
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from memdpc import engine
-from memdpc.dataset import build_dataset, class_names, split_csv
+from memdpc.dataset import build_dataset, class_names, read_entries
 from memdpc.model import LC, clean_state_dict
 from memdpc.opts import get_eval_args_parser
 from memdpc.testing import crop_mode, fuse, multicrop_test
@@ -310,9 +310,8 @@ def main(args) -> None:
         require_file(args.resume, "--resume checkpoint")
     if args.pretrain and args.pretrain != "random" and not args.test:
         require_file(args.pretrain, "--pretrain checkpoint")
-    for subset in ("test",) if args.test else ("train", "test"):
-        split_csv(args.csv_root, args.dataset, subset, args.split)
-    class_names(args.csv_root, args.dataset)
+    for subset in ("test",) if args.test else ("train", "test"):  # lists and data checked before anything is written
+        read_entries(args, subset, with_labels=True)
     engine.launch(worker, args)
 
 

@@ -35,7 +35,14 @@ from shared_utils.checkpoint import (
 )
 from shared_utils.cli import fail, require_dir, run_cli
 from shared_utils.data import DataWarnings, EpochSampler, build_loader, collate_skip_none
-from shared_utils.logger import MetricLogger, append_json_line, check_finite, log_run_header, make_tb_writer
+from shared_utils.logger import (
+    MetricLogger,
+    append_json_line,
+    check_finite,
+    log_run_header,
+    make_tb_writer,
+    write_args_json,
+)
 from shared_utils.metrics import accuracy
 from shared_utils.rng import capture_rng_state, restore_rng_state, seed_everything
 from videomoco.dataset import ClipReader, EvalClips, hmdb51_split, make_entries, metadata_cache, ucf101_split
@@ -87,7 +94,7 @@ def build_split_data(args, split: int, ckp_dir: str, warnings: DataWarnings):
     """{'train'|'test': (readable entries, number listed, classes)}; the videos of both lists are probed at once."""
     video_dir, split_dir = dataset_paths(args)
     read_split = ucf101_split if args.dataset == "ucf101" else hmdb51_split
-    cache = metadata_cache(video_dir, ckp_dir, args.metadata_cache) if args.data_format == "video" else None
+    cache = metadata_cache(ckp_dir, args.metadata_cache) if args.data_format == "video" else None
     lists = {mode: read_split(video_dir, split_dir, split, mode == "train", args.data_format, warnings)
              for mode in ("train", "test")}  # fmt: skip
     paths = lists["train"][0] + lists["test"][0]
@@ -256,9 +263,13 @@ def fine_tune(args, split, model, model_ddp, optimizer, loaders, start_epoch, be
     return {**stats, "best_acc1": best_acc1}
 
 
-def run_split(args, split: int, ckp_dir: str, seed: int, writer) -> dict:
+def run_split(args, split: int, ckp_dir: str, seed: int, logs: dict) -> dict:
     warnings = DataWarnings()
     sets = build_split_data(args, split, ckp_dir, warnings)
+    if "writer" not in logs:  # the first split's data passed its checks: now the log folder gets its files
+        write_args_json(args, args.log_path)
+        logs["writer"] = make_tb_writer(args.log_path, enabled=not args.no_tensorboard)
+    writer = logs["writer"]
     classes = sets["train"][2]
     num_class = args.num_class or len(classes)
     if num_class < len(classes):
@@ -295,19 +306,20 @@ def main_worker(args) -> None:
     seed_everything(seed, args.rank)
     log_dir, ckp_dir = run_dirs(args, max(args.batch_size // local_world_size(), 1))
     args.log_path = log_dir
-    log_run_header(args, log_dir)
-    writer = make_tb_writer(log_dir, enabled=not args.no_tensorboard)
+    log_run_header(args)  # printed now; args.json and TensorBoard once the first split's data passed its checks
+    logs: dict = {}
     splits = [1, 2, 3] if args.split == "all" else [int(args.split)]
     results = []
     for split in splits:
         split_ckp = ckp_dir if len(splits) == 1 else os.path.join(ckp_dir, f"split_{split}")
-        results.append(run_split(args, split, split_ckp, seed, writer))
+        results.append(run_split(args, split, split_ckp, seed, logs))
     if len(results) > 1:
         mean1 = sum(r["acc1"] for r in results) / len(results)
         mean5 = sum(r["acc5"] for r in results) / len(results)
         print(f"mean over splits {splits}: Acc@1 {mean1:.3f} Acc@5 {mean5:.3f}")
         append_json_line(os.path.join(log_dir, "log.txt"), {"splits": splits, "mean_acc1": mean1, "mean_acc5": mean5})
-    writer.close()
+    if "writer" in logs:
+        logs["writer"].close()
     dist.cleanup()
 
 
