@@ -23,7 +23,7 @@ from shared_utils import dist
 from shared_utils.checkpoint import extract_state_dict, load_checkpoint, load_state_dict_reported
 from shared_utils.cli import fail, require_file, run_cli
 from shared_utils.data import DataWarnings
-from shared_utils.logger import MetricLogger, append_json_line, check_finite
+from shared_utils.logger import MetricLogger, append_json_line, check_finite, write_args_json
 from shared_utils.rng import seed_everything
 
 METRICS = ("loss", "F-top1", "F-top5", "B-top1", "B-top5")
@@ -152,7 +152,7 @@ def load_pretrain(model, path: str) -> None:
 def worker(args) -> None:
     device = engine.setup_worker(args)
     exp = experiment_dir(args)
-    engine.start_logging(args, exp)
+    engine.start_logging(args, None)  # args.json once model, checkpoint and data passed their checks
     # ---------------------------------------------------------------- model (same seed on every rank)
     seed_everything(args.seed)
     model = build_model(args).to(device)
@@ -179,6 +179,7 @@ def worker(args) -> None:
     )
     ddp_model = engine.wrap_ddp(model, args)
     # ---------------------------------------------------------------- folders, logs, resume
+    write_args_json(args, exp)
     img_dir, model_dir = os.path.join(exp, "img"), os.path.join(exp, "model")
     run = {"iteration": 0, "best_acc": -1.0, "epoch_step": 0, "writer": engine.checkpoint_writer(model_dir)}
     resume_path = args.resume or run["writer"].latest()

@@ -6,9 +6,14 @@ documented fix (memdpc/README.md, "Fixes and deliberate keeps").
 
 from __future__ import annotations
 
+import os
+
 from shared_utils.cli import ArgumentParser
 
-DEFAULT_CSV_ROOT = "../process_data/data"  # CWD-relative, like the original (scripts run from inside memdpc/)
+# Where the README's data preparation writes the lists (`write_splits --out data/lists` from the repository root,
+# the same folder VTDL's scripts read): anchored at the repository, so `cd memdpc && python main.py` and
+# `cd memdpc/eval && python test.py` both find them.
+DEFAULT_CSV_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "lists")
 
 
 def _common(parser: ArgumentParser) -> None:
@@ -49,7 +54,8 @@ def _extensions(parser: ArgumentParser) -> None:
         default=DEFAULT_CSV_ROOT,
         type=str,
         help="folder holding <dataset>/{train,test}_split0N.csv and <dataset>/ClassInd.txt "
-        "(process_data.write_splits --out); relative paths are taken from the current directory",
+        "(process_data.write_splits --out); default: <repo>/data/lists, where the README's data preparation "
+        "writes them; a relative path is taken from the current directory",
     )
     group.add_argument(
         "--modality",

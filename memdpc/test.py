@@ -28,7 +28,7 @@ from shared_utils import dist
 from shared_utils.checkpoint import extract_state_dict, load_checkpoint, load_state_dict_reported, unwrap_model
 from shared_utils.cli import fail, require_file, run_cli
 from shared_utils.data import DataWarnings
-from shared_utils.logger import MetricLogger, append_json_line, check_finite
+from shared_utils.logger import MetricLogger, append_json_line, check_finite, write_args_json
 from shared_utils.metrics import accuracy
 from shared_utils.rng import seed_everything
 
@@ -204,7 +204,7 @@ def run_test(model, args) -> None:
 def worker(args) -> None:
     device = engine.setup_worker(args)
     exp = experiment_dir(args)
-    engine.start_logging(args, None if args.test else exp)
+    engine.start_logging(args, None)  # args.json (training only) once checkpoint and data passed their checks
     seed_everything(args.seed)
     model = build_model(args).to(device)
     engine.to_channels_last(model, args)
@@ -234,6 +234,7 @@ def worker(args) -> None:
     )
     ddp_model = engine.wrap_ddp(model, args)
     # ---------------------------------------------------------------- folders, logs, resume
+    write_args_json(args, exp)
     img_dir, model_dir = os.path.join(exp, "img"), os.path.join(exp, "model")
     run = {
         "iteration": 0,
