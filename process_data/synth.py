@@ -179,6 +179,10 @@ def generate(
         fail("--train_per_class and --test_per_class must be >= 1 and --frames >= 2")
     if width < 16 or height < 16 or width % 2 or height % 2:
         fail(f"--width/--height must be even and >= 16 (4:2:0 video), got {width}x{height}")
+    if workers < 1:
+        fail(f"-j/--workers must be >= 1, got {workers}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        fail(f"--out '{out}' exists and is not a directory")
     codec = codec or CODECS[ext][0]
     if codec not in CODECS[ext] or codec not in av.codecs_available:
         fail(f"codec '{codec}' is not usable for .{ext} here (choose from: {', '.join(CODECS[ext])})")

@@ -235,7 +235,10 @@ def load_split(list_dir: str, dataset: str, split: int) -> tuple[dict, list[str]
     subsets = {}
     for subset in ("train", "test"):
         path = os.path.join(folder, f"{subset}_split{split:02d}.csv")
-        subsets[subset] = (read_frame_csv(path, classes), [class_file, path])
+        entries = read_frame_csv(path, classes)
+        if not any(os.path.isdir(e.path) for e in entries):
+            fail(f"none of the {len(entries)} frame folders listed in '{path}' exists (e.g. '{entries[0].path}')")
+        subsets[subset] = (entries, [class_file, path])
     return subsets, classes
 
 
@@ -328,11 +331,11 @@ def evaluate(args) -> dict:
     """Extract (or load cached) features for train and test, score them, write JSON/markdown/PNG."""
     start = time.time()
     check_args(args)
+    split, classes = load_split(args.list_dir, args.dataset, args.split)  # lists and data before the model
     features_module = importlib.import_module(f"{args.method}.features")
     encoder = features_module.build_clip_encoder(
         args.ckpt or None, load_weights=not args.random_init, **parse_overrides(args.override)
     )
-    split, classes = load_split(args.list_dir, args.dataset, args.split)
     weights_hash = "random-init" if args.random_init else file_hash(args.ckpt or None)
     ckpt_hash = (
         weights_hash + "-" + hashlib.sha1(json.dumps(sorted(args.override) + [args.ckpt]).encode()).hexdigest()[:6]

@@ -31,6 +31,7 @@ from shared_utils.checkpoint import (
     load_checkpoint,
     load_state_dict_reported,
     plain_args,
+    require_checkpoint,
     strip_prefix,
 )
 from shared_utils.cli import fail, require_dir, run_cli
@@ -325,10 +326,12 @@ def main_worker(args) -> None:
 
 def main(args) -> None:
     dataset_paths(args)
-    if args.pretrained and not os.path.isfile(args.pretrained):
-        fail(f"--pretrained checkpoint not found: '{args.pretrained}'")
-    if args.resume and not os.path.isfile(args.resume):
-        fail(f"--resume checkpoint not found: '{args.resume}'")
+    for path, what in ((args.pretrained, "--pretrained checkpoint"), (args.resume, "--resume checkpoint")):
+        if path:
+            require_checkpoint(path, what)
+    for flag, low in (("batch_size", 1), ("epochs", 0), ("workers", 0), ("frame_per_clip", 1), ("crop_size", 1)):
+        if getattr(args, flag) < low:
+            fail(f"--{flag} must be >= {low}, got {getattr(args, flag)}")
     nprocs, nnodes, node_rank = launch_plan(args)
     dist.launch(
         main_worker, args, nprocs, dist_url=None if nnodes == 1 else args.dist_url, nnodes=nnodes, node_rank=node_rank

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from shared_utils import dist
+from shared_utils.checkpoint import require_checkpoint
 from shared_utils.cli import fail, require_dir, run_cli
 from shared_utils.data import DataWarnings, EpochSampler, build_loader
 from shared_utils.logger import (
@@ -100,8 +101,8 @@ def validate(args) -> None:
     require_dir(args.data, "dataset root")
     require_dir(os.path.join(args.data, args.train_subdir), "training videos folder (DATA/<train_subdir>)")
     for path, what in ((args.resume, "--resume checkpoint"), (args.resumeG, "--resumeG checkpoint")):
-        if path and not os.path.isfile(path):
-            fail(f"{what} not found: '{path}'")
+        if path:
+            require_checkpoint(path, what)
     if args.batch_size < 1 or args.frame_per_clip < 2 or args.crop_size < 11:
         fail("need --batch_size >= 1, --frame_per_clip >= 2 and --crop_size >= 11")
     if not 0 < args.temporal_decay <= 1:
