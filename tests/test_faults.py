@@ -3,6 +3,7 @@ test_videomoco_train.py), a dataset with one of each fault, bad flags (more one-
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -487,3 +488,34 @@ def test_bad_flags_and_paths_end_with_one_line_and_exit_2(name, tmp_path):
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
     assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
     assert "error" in lines[-1].lower() and len(lines[-1]) < 400, lines
+
+
+HELP_PARSERS = {
+    "memdpc pretrain": ("memdpc.opts", "get_args_parser"),
+    "memdpc finetune/test": ("memdpc.opts", "get_eval_args_parser"),
+    "vtdl pretrain": ("vtdl.opts", "get_pretrain_args_parser"),
+    "vtdl finetune/test": ("vtdl.opts", "get_args_parser"),
+    "videomoco pretrain": ("videomoco.opts", "get_args_parser"),
+    "videomoco finetune/test": ("videomoco.opts", "get_eval_args_parser"),
+    "cpd": ("cpd.opts", "get_args_parser"),
+    "evaluate": ("shared_utils.evaluate", "get_args_parser"),
+    "extract_frames": ("process_data.extract_frames", "get_args_parser"),
+    "write_splits": ("process_data.write_splits", "get_args_parser"),
+    "resize_video": ("process_data.resize_video", "get_args_parser"),
+    "synth": ("process_data.synth", "get_args_parser"),
+}
+
+
+@pytest.mark.parametrize("entry", list(HELP_PARSERS))
+def test_help_shows_every_options_default(entry):
+    """--help names a default (or 'required') for every option, e.g. '(default: 128)'."""
+    import importlib
+
+    module, name = HELP_PARSERS[entry]
+    parser = getattr(importlib.import_module(module), name)()
+    parser.format_help()  # what --help prints (gives options without a help text their line)
+    for action in parser._actions:
+        if not action.option_strings or action.default is argparse.SUPPRESS or action.dest == "help":
+            continue
+        block = " ".join(parser._get_formatter()._format_action(action).split())  # this option's --help lines
+        assert "default" in block.lower() or "(required)" in block, block
