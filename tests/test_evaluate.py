@@ -111,12 +111,15 @@ def test_random_init_baseline_is_reproducible_and_leaves_the_global_rng_alone(me
 
 # --------------------------------------------------------------------------------------------- the feature cache
 
+
 @pytest.fixture
 def mean_colour_memdpc(monkeypatch):
     """shared_utils.evaluate with --method memdpc builds MeanColourEncoder (fast; the cache logic is the same)."""
     import memdpc.features
 
-    monkeypatch.setattr(memdpc.features, "build_clip_encoder", lambda ckpt, load_weights=True, **kw: MeanColourEncoder())
+    monkeypatch.setattr(
+        memdpc.features, "build_clip_encoder", lambda ckpt, load_weights=True, **kw: MeanColourEncoder()
+    )
 
 
 def copy_lists(source, target, keep_test=None):
