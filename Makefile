@@ -13,7 +13,7 @@ OUT ?= runs
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help install test test-all mutate lint format demo demo-long bench synth smoke \
-        reproduce-memdpc reproduce-vtdl reproduce-videomoco reproduce-cpd clean
+        reproduce-memdpc reproduce-vtdl reproduce-videomoco reproduce-cpd tensorboard clean
 
 help:
 	@echo "make demo     install, build the synthetic dataset, pretrain + evaluate all four methods on CPU"
@@ -22,6 +22,7 @@ help:
 	@echo "make mutate   break one line of product code at a time (tests/mutations.toml); every break must fail a fast test"
 	@echo "make bench    loader / process_data / train-step benchmarks (numbers -> bench/README.md)"
 	@echo "make reproduce-{memdpc,vtdl,videomoco,cpd} [DATA_ROOT=...] [SMOKE=1]"
+	@echo "make tensorboard [LOGDIR=runs]   view the TensorBoard logs (installs the viewer into .venv once)"
 
 # The venv is (re)built only when the pinned requirements or the package metadata change.
 $(STAMP): requirements.txt pyproject.toml
@@ -70,6 +71,14 @@ bench: $(STAMP)
 reproduce-memdpc reproduce-vtdl reproduce-videomoco reproduce-cpd: $(STAMP)
 	SMOKE=$(SMOKE) DATA_ROOT=$(DATA_ROOT) OUT=$(OUT) PY=$(abspath $(PY)) \
 	  bash scripts/reproduce_$(subst reproduce-,,$@).sh
+
+# The viewer is not needed to run or test anything (the runs write logs with tensorboardX), so it is installed on
+# first use only: tensorboard pulls grpcio, protobuf and werkzeug.
+TENSORBOARD := tensorboard==2.21.0
+LOGDIR ?= $(OUT)
+tensorboard: $(STAMP)
+	$(PY) -c "import tensorboard" 2>/dev/null || $(PY) -m pip install -q $(TENSORBOARD)
+	$(VENV)/bin/tensorboard --logdir $(LOGDIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

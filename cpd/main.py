@@ -21,7 +21,15 @@ from shared_utils import dist
 from shared_utils.checkpoint import unwrap_model
 from shared_utils.cli import fail, run_cli
 from shared_utils.data import DataWarnings, EpochSampler, build_loader, collate_skip_none
-from shared_utils.logger import MetricLogger, append_json_line, check_finite, log_run_header, make_tb_writer, progress
+from shared_utils.logger import (
+    MetricLogger,
+    append_json_line,
+    check_finite,
+    log_run_header,
+    make_tb_writer,
+    progress,
+    write_args_json,
+)
 from shared_utils.rng import seed_everything
 
 MEMORY_BUFFERS = ("Z_v", "Z_t", "vis_memory", "text_memory")
@@ -142,7 +150,7 @@ def build_pretraining_data(args, warnings):
 def main_pretraining(args):
     # ------------------------------------------------------------------ set-up
     utils.init_process(args)
-    log_run_header(args, args.result_path, "opts.json")
+    log_run_header(args)  # opts.json once data, model and checkpoint passed their checks
     batch, workers = utils.per_process(args)
     warnings = DataWarnings()
     train_set, val_set = build_pretraining_data(args, warnings)
@@ -172,6 +180,7 @@ def main_pretraining(args):
     if val_set is not None:
         val_sampler = EpochSampler(len(val_set), shuffle=False, seed=args.manual_seed, batch_size=batch)
         val_loader = build_loader(val_set, batch, val_sampler, workers, collate_skip_none)
+    write_args_json(args, args.result_path, "opts.json")
     writer = make_tb_writer(os.path.join(args.result_path, "tb"), not args.no_tensorboard)
     rank = args.rank
     train_log = utils.TSVLogger(os.path.join(args.result_path, f"train.log.rank{rank}"), ["epoch", "loss", "acc", "lr"])
@@ -253,8 +262,7 @@ def worker(args):
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    utils.check_args(args)
-    os.makedirs(args.result_path, exist_ok=True)
+    utils.check_args(args)  # the result folder is made by the run once its data passed the checks
     utils.launch(worker, args)
 
 

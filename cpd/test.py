@@ -19,7 +19,15 @@ from shared_utils import dist
 from shared_utils.checkpoint import extract_state_dict, load_checkpoint, load_state_dict_reported, strip_prefix
 from shared_utils.cli import fail
 from shared_utils.data import DataWarnings, EpochSampler, build_loader, collate_skip_none
-from shared_utils.logger import MetricLogger, append_json_line, check_finite, log_run_header, make_tb_writer, progress
+from shared_utils.logger import (
+    MetricLogger,
+    append_json_line,
+    check_finite,
+    log_run_header,
+    make_tb_writer,
+    progress,
+    write_args_json,
+)
 from shared_utils.metrics import VideoScoreAggregator, accuracy
 from shared_utils.rng import seed_everything
 from shared_utils.width import check_saved_width
@@ -180,7 +188,7 @@ def main_finetuning(args):
     # ------------------------------------------------------------------ set-up
     utils.init_process(args)
     seed_everything(args.manual_seed)  # same head on every rank (the original's heads differed per rank)
-    log_run_header(args, args.result_path, "opts.json")
+    log_run_header(args)  # opts.json once data, model and checkpoint passed their checks
     batch, workers = utils.per_process(args)
     warnings = DataWarnings()
     model, optimizer, scheduler = build_finetuning(args)
@@ -229,6 +237,7 @@ def main_finetuning(args):
         )
         val_sampler = EpochSampler(len(val_set), shuffle=False, seed=args.manual_seed)
         val_loader = build_loader(val_set, batch, val_sampler, workers, collate_skip_none)
+    write_args_json(args, args.result_path, "opts.json")
     writer = make_tb_writer(os.path.join(args.result_path, "tb"), not args.no_tensorboard)
     train_log = utils.TSVLogger(
         os.path.join(args.result_path, f"train.log.rank{args.rank}"), ["epoch", "loss", "acc", "lr"]

@@ -18,6 +18,7 @@ from shared_utils.checkpoint import (
     load_checkpoint,
     load_state_dict_reported,
     plain_args,
+    require_checkpoint,
     save_checkpoint,
     strip_prefix,
     unwrap_model,
@@ -50,13 +51,20 @@ def check_args(args) -> None:
         fail(f"unknown --val_mode '{args.val_mode}' (random or center)")
     if not 0 <= args.ft_begin_index <= 5:
         fail(f"--ft_begin_index must be in 0..5, got {args.ft_begin_index}")
+    for flag, low in (("batch_size", 1), ("n_threads", 0), ("n_epochs", 0), ("sample_size", 1)):
+        if getattr(args, flag) < low:
+            fail(f"--{flag} must be >= {low}, got {getattr(args, flag)}")
+    if not args.learning_rate > 0:
+        fail(f"--learning_rate must be > 0, got {args.learning_rate}")
     needs_data = not (args.no_train and args.no_val and not args.test)
     if needs_data:
         require_dir(args.video_path or "", "--video_path")
         require_file(args.dataset_file or "", "--dataset_file")
+        if os.path.getsize(args.dataset_file) == 0:
+            fail(f"--dataset_file '{args.dataset_file}' is empty")
     for flag in ("resume_path", "pretrain_path"):
         if getattr(args, flag):
-            require_file(getattr(args, flag), f"--{flag}")
+            require_checkpoint(getattr(args, flag), f"--{flag}")
 
 
 def num_frames(args) -> int:

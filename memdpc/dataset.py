@@ -74,18 +74,30 @@ def default_flow_root(frame_dir: str, dataset: str) -> str:
     return os.path.join(os.path.dirname(frame_root), "flow")
 
 
+def require_some_folders(entries: list[VideoEntry], csv: str) -> None:
+    """Fail with one line when none of the listed frame (or flow) folders exists (moved data, another machine);
+    single missing folders are skipped and counted at read time."""
+    if not any(os.path.isdir(e.path) for e in entries):
+        fail(
+            f"none of the {len(entries)} folders listed in '{csv}' exists (e.g. '{entries[0].path}'); "
+            "re-run process_data.write_splits for this frame tree"
+        )
+
+
 def read_entries(args, subset: str, with_labels: bool) -> list[VideoEntry]:
     """Videos of one split CSV; for --modality flow, paths point into the flow tree and n_frames = n - 1."""
     classes = class_names(args.csv_root, args.dataset) if with_labels else None
-    entries = read_frame_csv(split_csv(args.csv_root, args.dataset, subset, getattr(args, "split", 1)), classes)
-    if args.modality == "rgb":
-        return entries
-    flow_root = args.flow_root or default_flow_root(entries[0].path, args.dataset)
-    require_dir(flow_root, "flow root (--flow_root)")
-    return [
-        VideoEntry(flow_folder(e.path, flow_root, args.dataset), max(e.n_frames - 1, 0), e.label, e.video_id)
-        for e in entries
-    ]
+    csv = split_csv(args.csv_root, args.dataset, subset, getattr(args, "split", 1))
+    entries = read_frame_csv(csv, classes)
+    if args.modality == "flow":
+        flow_root = args.flow_root or default_flow_root(entries[0].path, args.dataset)
+        require_dir(flow_root, "flow root (--flow_root)")
+        entries = [
+            VideoEntry(flow_folder(e.path, flow_root, args.dataset), max(e.n_frames - 1, 0), e.label, e.video_id)
+            for e in entries
+        ]
+    require_some_folders(entries, csv)
+    return entries
 
 
 def clip_span(args) -> int:

@@ -39,7 +39,8 @@ def note(args, message: str) -> None:
 
 
 def start_logging(args, exp_dir: str | None) -> None:
-    """Run header (command, git SHA, args; args.json in exp_dir), then the queued notes."""
+    """Run header (command, git SHA, args), then the queued notes. `exp_dir` gets args.json now; runs that still
+    check their data pass None and call write_args_json once the checks passed (a failed start writes nothing)."""
     notes = args.__dict__.pop("notes", [])
     log_run_header(args, exp_dir)
     for message in notes:

@@ -16,14 +16,14 @@ import time
 import torch
 
 from memdpc import engine
-from memdpc.dataset import build_dataset, split_csv
+from memdpc.dataset import build_dataset, read_entries
 from memdpc.model import MemDPC, clean_state_dict
 from memdpc.opts import get_args_parser
 from shared_utils import dist
 from shared_utils.checkpoint import extract_state_dict, load_checkpoint, load_state_dict_reported
 from shared_utils.cli import fail, fix_enabled, require_file, run_cli
 from shared_utils.data import DataWarnings
-from shared_utils.logger import MetricLogger, append_json_line, check_finite
+from shared_utils.logger import MetricLogger, append_json_line, check_finite, write_args_json
 from shared_utils.rng import seed_everything
 
 METRICS = ("loss", "F-top1", "F-top5", "B-top1", "B-top5")
@@ -153,7 +153,7 @@ def load_pretrain(model, path: str) -> None:
 def worker(args) -> None:
     device = engine.setup_worker(args)
     exp = experiment_dir(args)
-    engine.start_logging(args, exp)
+    engine.start_logging(args, None)  # args.json once model, checkpoint and data passed their checks
     # ---------------------------------------------------------------- model (same seed on every rank)
     seed_everything(args.seed)
     model = build_model(args).to(device)
@@ -179,6 +179,7 @@ def worker(args) -> None:
     scheduler = engine.make_scheduler(optimizer, milestones, args)
     ddp_model = engine.wrap_ddp(model, args)
     # ---------------------------------------------------------------- folders, logs, resume
+    write_args_json(args, exp)
     img_dir, model_dir = os.path.join(exp, "img"), os.path.join(exp, "model")
     run = {"iteration": 0, "best_acc": -1.0, "epoch_step": 0, "writer": engine.checkpoint_writer(model_dir)}
     resume_path = args.resume or run["writer"].latest()
@@ -241,8 +242,8 @@ def main(args) -> None:
     for flag in ("resume", "pretrain"):
         if getattr(args, flag):
             require_file(getattr(args, flag), f"--{flag} checkpoint")
-    for subset in ("train", "test"):
-        split_csv(args.csv_root, args.dataset, subset, args.split)
+    for subset in ("train", "test"):  # lists and data checked before anything is written
+        read_entries(args, subset, with_labels=False)
     engine.launch(worker, args)
 
 

@@ -7,11 +7,15 @@ move a reported number is a named opt-in fix, `--fix NAME[,NAME]` (memdpc/README
 from __future__ import annotations
 
 import argparse
+import os
 
 from shared_utils.cli import ArgumentParser, add_fix_flag, fix_enabled
 from shared_utils.width import add_width_flag
 
-DEFAULT_CSV_ROOT = "../process_data/data"  # CWD-relative, like the original (scripts run from inside memdpc/)
+# Where the README's data preparation writes the lists (`write_splits --out data/lists` from the repository root,
+# the same folder VTDL's scripts read): anchored at the repository, so `cd memdpc && python main.py` and
+# `cd memdpc/eval && python test.py` both find them.
+DEFAULT_CSV_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "lists")
 
 SCHEDULE_FIX = {
     "schedule": "multiply the LR by 0.1 at EVERY milestone (the released multiplier drops once and stays at 0.1)",
@@ -73,7 +77,8 @@ def _extensions(parser: ArgumentParser) -> None:
         default=DEFAULT_CSV_ROOT,
         type=str,
         help="folder holding <dataset>/{train,test}_split0N.csv and <dataset>/ClassInd.txt "
-        "(process_data.write_splits --out); relative paths are taken from the current directory",
+        "(process_data.write_splits --out); default: <repo>/data/lists, where the README's data preparation "
+        "writes them; a relative path is taken from the current directory",
     )
     group.add_argument(
         "--modality",

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from memdpc import engine
-from memdpc.dataset import build_dataset, class_names, split_csv
+from memdpc.dataset import build_dataset, class_names, read_entries
 from memdpc.model import LC, clean_state_dict
 from memdpc.opts import get_eval_args_parser
 from memdpc.testing import crop_mode, fuse, multicrop_test
@@ -28,7 +28,7 @@ from shared_utils import dist
 from shared_utils.checkpoint import extract_state_dict, load_checkpoint, load_state_dict_reported, unwrap_model
 from shared_utils.cli import fail, fix_enabled, require_file, run_cli
 from shared_utils.data import DataWarnings
-from shared_utils.logger import MetricLogger, append_json_line, check_finite
+from shared_utils.logger import MetricLogger, append_json_line, check_finite, write_args_json
 from shared_utils.metrics import accuracy
 from shared_utils.rng import seed_everything
 from shared_utils.width import check_saved_width
@@ -207,7 +207,7 @@ def run_test(model, args) -> None:
 def worker(args) -> None:
     device = engine.setup_worker(args)
     exp = experiment_dir(args)
-    engine.start_logging(args, None if args.test else exp)
+    engine.start_logging(args, None)  # args.json (training only) once checkpoint and data passed their checks
     seed_everything(args.seed)
     model = build_model(args).to(device)
     engine.to_channels_last(model, args)
@@ -236,6 +236,7 @@ def worker(args) -> None:
     scheduler = engine.make_scheduler(optimizer, milestones, args, one_epoch_late=True)
     ddp_model = engine.wrap_ddp(model, args)
     # ---------------------------------------------------------------- folders, logs, resume
+    write_args_json(args, exp)
     img_dir, model_dir = os.path.join(exp, "img"), os.path.join(exp, "model")
     run = {
         "iteration": 0,
@@ -312,9 +313,8 @@ def main(args) -> None:
         require_file(args.resume, "--resume checkpoint")
     if args.pretrain and args.pretrain != "random" and not args.test:
         require_file(args.pretrain, "--pretrain checkpoint")
-    for subset in ("test",) if args.test else ("train", "test"):
-        split_csv(args.csv_root, args.dataset, subset, args.split)
-    class_names(args.csv_root, args.dataset)
+    for subset in ("test",) if args.test else ("train", "test"):  # lists and data checked before anything is written
+        read_entries(args, subset, with_labels=True)
     engine.launch(worker, args)
 
 

@@ -6,7 +6,9 @@
 `<video_root>/<rel dir>/<stem>.<ext>` -> `<frame_root>/<rel dir>/<stem>/image_00001.jpg ...` (1-based), which
 mirrors UCF101 (`<Class>/*.avi`), HMDB51 (`<class>/*.avi`) and Kinetics (`<split>/<label>/*.mp4`) alike.
 Each video is written into a hidden sibling `.<stem>.partial/` and renamed when complete, so an existing
-`<stem>/` folder means finished: a re-run skips it and removes leftovers of a killed run. Flow (`--flow`) is
+`<stem>/` folder means finished: a re-run skips it and removes leftovers of a killed run, but only when
+the tree's settings record (`extract_settings.json`, `flow_settings.json`) matches; other settings are refused
+with one line (`--overwrite` re-extracts). Flow (`--flow`) is
 TV-L1 when this OpenCV has it, else Farneback, between consecutive grayscale frames at the extracted size,
 clipped to +-20 px and mapped to uint8 by (f+20)*255/40: `<flow_root>/<rel dir>/<stem>/flow_%05d.jpg`,
 n-1 files for n frames, ch0 = horizontal, ch1 = vertical, ch2 = 128 in the array given to cv2.imwrite.
@@ -23,7 +25,9 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from process_data import extract_settings
 from process_data.common import (
+    PARTIAL_SUFFIX,
     VIDEO_EXTS,
     Timer,
     count_frames,
@@ -32,11 +36,10 @@ from process_data.common import (
     parallel_map,
     partial_path,
     remove_partials,
-    template_regex,
     write_json_atomic,
 )
 from process_data.flow import flow_algorithm, flow_function, flow_to_image
-from shared_utils.cli import ArgumentParser, fail, require_dir, run_cli
+from shared_utils.cli import ArgumentParser, fail, run_cli
 
 # The original pipelines' extraction: MemDPC's extract_ff.py writes every frame at its native size with JPEG
 # quality 100 (it resizes in the data loader); VideoMoCo and CPD decode the videos themselves at native size.
@@ -145,7 +148,13 @@ class _FolderWriter:
             raise OSError(f"cv2.imwrite failed in {self.tmp}")
 
     def commit(self) -> None:
+        """Rename the finished folder into place; an older folder (--overwrite) is moved aside first."""
+        old = os.path.join(os.path.dirname(self.final), f".{os.path.basename(self.final)}.old{PARTIAL_SUFFIX}")
+        if os.path.isdir(self.final):
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.final, old)
         os.replace(self.tmp, self.final)
+        shutil.rmtree(old, ignore_errors=True)
 
     def discard(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -171,7 +180,7 @@ def _extract_stream(path: str, cfg: dict, frames_out: _FolderWriter | None, flow
 
 def _needs_work(rel: str, cfg: dict) -> bool:
     stem_rel = os.path.splitext(rel)[0]
-    if not os.path.isdir(os.path.join(cfg["frame_root"], stem_rel)):
+    if cfg["overwrite"] or not os.path.isdir(os.path.join(cfg["frame_root"], stem_rel)):
         return True
     return cfg["flow"] and not os.path.isdir(os.path.join(cfg["flow_root"], stem_rel))
 
@@ -180,11 +189,12 @@ def process_video(rel: str, cfg: dict) -> dict:
     """Extract one video (relative path under cfg['video_root']); never raises for a bad video."""
     cv2.setNumThreads(1)
     stem_rel = os.path.splitext(rel)[0]
-    result = dict(video=rel, key=stem_rel, status="skipped", frames=None, flow=None, reason=None, warning=None)
     frame_dir = os.path.join(cfg["frame_root"], stem_rel)
     flow_dir = os.path.join(cfg["flow_root"], stem_rel) if cfg["flow"] else None
-    need_frames = not os.path.isdir(frame_dir)
-    need_flow = flow_dir is not None and not os.path.isdir(flow_dir)
+    need_frames = cfg["overwrite"] or not os.path.isdir(frame_dir)
+    need_flow = flow_dir is not None and (cfg["overwrite"] or not os.path.isdir(flow_dir))
+    result = dict(video=rel, key=stem_rel, status="skipped", frames=None, flow=None, reason=None, warning=None,
+                  wrote_frames=need_frames, wrote_flow=need_flow)  # fmt: skip
     if need_frames or need_flow:
         writers = []
         try:
@@ -207,6 +217,10 @@ def process_video(rel: str, cfg: dict) -> dict:
         except (ValueError, OSError, cv2.error, MemoryError) as err:
             for writer in writers:
                 writer.discard()
+            if cfg["overwrite"]:  # frames of the old settings must not stay behind under the new record
+                for folder in (frame_dir, flow_dir):
+                    if folder and os.path.isdir(folder):
+                        shutil.rmtree(folder)
             return dict(result, status="failed", reason=str(err))
     result["frames"] = count_frames(frame_dir, cfg["template"])
     if flow_dir is not None:
@@ -238,31 +252,27 @@ def extract(
     keep_partial: bool = False,
     frame_tolerance: int = 3,
     exts: tuple[str, ...] = VIDEO_EXTS,
+    overwrite: bool = False,
     verbose: bool = True,
 ) -> dict:
     """Extract every video under `video_root`; returns the report that is also written to
-    `<frame_root>/extract_report.json`. Bad videos are listed under 'failures', never raised."""
-    require_dir(video_root, "video root")
-    for name in (template, flow_template):
-        try:
-            template_regex(name)
-        except ValueError as err:
-            fail(str(err))
-    if flow and not flow_root:
-        fail("--flow needs --flow_root (where the flow JPEGs go)")
-    if not 1 <= quality <= 100:
-        fail(f"--quality must be in 1..100, got {quality}")
+    `<frame_root>/extract_report.json`. Bad videos are listed under 'failures', never raised. Finished folders
+    are kept only when the tree's settings record matches (else one-line refusal, or --overwrite re-extracts)."""
+    extract_settings.check_values(video_root, frame_root, short_side, quality, template, flow, flow_root, flow_template, workers,
+                  frame_tolerance)  # fmt: skip
     videos = find_videos(video_root, exts)
     if not videos:
         fail(f"no videos ({', '.join(exts)}) under {video_root}")
     cfg = {k: v for k, v in locals().items() if k not in ("exts", "verbose", "videos", "name")}
     cfg["flow_algorithm"] = flow_algorithm() if flow else None
+    unrecorded = extract_settings.check_trees(videos, cfg)
     parents = {os.path.join(frame_root, os.path.dirname(v)) for v in videos}
     if flow:
         parents |= {os.path.join(flow_root, os.path.dirname(v)) for v in videos}
     removed = remove_partials(parents)
     for parent in parents:
         os.makedirs(parent, exist_ok=True)
+    extract_settings.record(cfg, overwriting=overwrite)
     if verbose:
         print(
             f"extract_frames: {len(videos)} videos under {video_root} -> {frame_root} (short side "
@@ -271,37 +281,34 @@ def extract(
             + f", {workers} worker(s))"
             + (f"; removed {len(removed)} partial folder(s) of an interrupted run" if removed else "")
         )
+        for tree, count in unrecorded.items():
+            print(f"extract_frames: note: {count} existing {tree} folder(s) have no settings record; kept as they are")
     with Timer() as timer:
         # Finished videos are counted here; only the rest goes to the worker pool (none started if all done).
         todo = [v for v in videos if _needs_work(v, cfg)]
         pending = set(todo)
         results = [process_video(v, cfg) for v in videos if v not in pending]
         results += parallel_map(process_video, todo, min(workers, len(todo)), "extract", verbose, cfg=cfg)
+    if overwrite:
+        extract_settings.record(cfg, overwriting=False)
     report = _report(results, cfg, removed, timer.seconds)
+    report["unrecorded_existing"] = unrecorded
     write_json_atomic(os.path.join(frame_root, "extract_report.json"), report)
     if verbose:
         _print_summary(report, frame_root)
     return report
 
 
+REPORT_SETTINGS = ("video_root", "frame_root", "flow_root", "short_side", "quality", "template", "flow_template",
+                   "flow_algorithm")  # fmt: skip
+
+
 def _report(results: list[dict], cfg: dict, removed: list[str], seconds: float) -> dict:
     results = sorted(results, key=lambda r: r["video"])
     done = [r for r in results if r["status"] != "failed"]
-    extracted = [r for r in done if r["status"] == "extracted"]
+    extracted = [r for r in done if r["wrote_frames"]]  # frame folders written by this run (flow counted apart)
     written = sum(r["frames"] or 0 for r in extracted)
-    report = {
-        k: cfg[k]
-        for k in (
-            "video_root",
-            "frame_root",
-            "flow_root",
-            "short_side",
-            "quality",
-            "template",
-            "flow_template",
-            "flow_algorithm",
-        )
-    }
+    report = {k: cfg[k] for k in REPORT_SETTINGS}
     report.update(
         videos=len(results),
         extracted=len(extracted),
@@ -316,6 +323,9 @@ def _report(results: list[dict], cfg: dict, removed: list[str], seconds: float) 
         warnings={r["video"]: r["warning"] for r in done if r["warning"]},
     )
     if cfg["flow"]:
+        flow_done = [r for r in done if r["wrote_flow"]]
+        report.update(flow_extracted=len(flow_done), flow_skipped_existing=len(done) - len(flow_done))
+        report["flow_written"] = sum(r["flow"] or 0 for r in flow_done)
         report["flow_counts"] = {r["key"]: r["flow"] for r in done}
     return report
 
@@ -327,7 +337,10 @@ def _print_summary(report: dict, frame_root: str) -> None:
         f"({report['frames_per_second'] or 0:.0f} frames/s)"
     )
     if report["flow_algorithm"]:
-        print(f"extract_frames: optical flow algorithm: {report['flow_algorithm']}")
+        print(
+            f"extract_frames: flow ({report['flow_algorithm']}): {report['flow_extracted']} extracted, "
+            f"{report['flow_skipped_existing']} already done; {report['flow_written']} flow images"
+        )
     for video, message in list(report["warnings"].items())[:10]:
         print(f"  warning {video}: {message}")
     if report["failures"]:
@@ -372,6 +385,11 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
         help="a video decoding to fewer than (container frame count - this) frames counts as truncated",
     )
     p.add_argument("--exts", default=",".join(VIDEO_EXTS), help="comma-separated video extensions to look for")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="re-extract finished folders made with other settings (default: refuse with one line)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
 

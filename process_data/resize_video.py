@@ -122,6 +122,10 @@ def resize_videos(
         fail("--out_root must differ from --video_root")
     if short_side < 2 or short_side % 2:
         fail(f"--short_side must be an even number >= 2, got {short_side}")
+    if workers < 1:
+        fail(f"-j/--workers must be >= 1, got {workers}")
+    if os.path.exists(out_root) and not os.path.isdir(out_root):
+        fail(f"--out_root '{out_root}' exists and is not a directory")
     videos = find_videos(video_root, exts)
     if not videos:
         fail(f"no videos under {video_root}")

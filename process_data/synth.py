@@ -186,11 +186,17 @@ def generate(
         fail(f"--appearance_pool must be >= 0, got {pool}")
     if width < 16 or height < 16 or width % 2 or height % 2:
         fail(f"--width/--height must be even and >= 16 (4:2:0 video), got {width}x{height}")
+    if workers < 1:
+        fail(f"-j/--workers must be >= 1, got {workers}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        fail(f"--out '{out}' exists and is not a directory")
     codec = codec or CODECS[ext][0]
     if codec not in CODECS[ext] or codec not in av.codecs_available:
         fail(f"codec '{codec}' is not usable for .{ext} here (choose from: {', '.join(CODECS[ext])})")
     config_keys = ("classes", "train_per_class", "test_per_class", "frames", "width", "height", "fps", "seed")
-    cfg = {k: v for k, v in locals().items() if k in config_keys} | dict(ext=ext, codec=codec, noise=noise, pool=pool, camera=camera)
+    cfg = {k: v for k, v in locals().items() if k in config_keys} | dict(
+        ext=ext, codec=codec, noise=noise, pool=pool, camera=camera
+    )
     _check_config(out, cfg, overwrite)
     start = time.perf_counter()
     videos = plan_videos(classes, train_per_class, test_per_class, ext)

@@ -22,8 +22,9 @@ import glob
 import json
 import os
 import re
+import shutil
 
-from process_data.common import count_frames, template_regex, write_json_atomic
+from process_data.common import count_frames, partial_path, template_regex, write_json_atomic
 from process_data.official_splits import (
     Listed,
     hmdb51_split_files,
@@ -218,6 +219,53 @@ def _write_split(dataset, split, entries, classes, out_dir, resolver, formats, t
     return counts, problems, found
 
 
+def _write_groups(dataset, classes, groups, stage, final_dir, resolver, formats, template, video_root, say):
+    """Write every split's files into `stage`; returns (report['splits'], total videos found, stale final files)."""
+    splits, total_found, stale = {}, 0, []
+    for split, entries in groups.items():
+        tag = "all" if split is None else str(split)
+        counts, problems, found = _write_split(dataset, split, entries, classes, stage, resolver, formats, template)
+        if "cpd" in formats and split is not None and video_root:
+            absent = [e.video for e in entries if not os.path.isfile(os.path.join(video_root, e.video))]
+            counts["videos_missing"] = len(absent)
+            problems += [f"video\t{v}\tvideo file not found under {video_root}" for v in absent]
+        missing_name = "missing.txt" if split is None else f"missing_split0{split}.txt"
+        if problems:
+            _write(os.path.join(stage, missing_name), problems)
+        else:
+            stale.append(os.path.join(final_dir, missing_name))
+        splits[tag] = counts
+        total_found += found
+        parts = [
+            f"{k} " + (", ".join(f"{n} {v}" for n, v in c.items()) if isinstance(c, dict) else str(c))
+            for k, c in counts.items()
+        ]
+        note = f"  (see {os.path.join(final_dir, missing_name)})" if problems else ""
+        say(f"write_splits: {dataset} split {tag}: " + " | ".join(parts) + note)
+    return splits, total_found, stale
+
+
+def _make_dirs(path: str) -> list[str]:
+    """os.makedirs(path), returning the folders it created (deepest last), so a failed run can remove them."""
+    created, folder = [], os.path.abspath(path)
+    while not os.path.isdir(folder):
+        created.insert(0, folder)
+        folder = os.path.dirname(folder)
+    os.makedirs(path, exist_ok=True)
+    return created
+
+
+def _commit(stage: str, final_dir: str, stale: list[str]) -> None:
+    """Move the staged files over the previous ones (each a rename) and drop reports that no longer apply."""
+    os.makedirs(final_dir, exist_ok=True)
+    for name in sorted(os.listdir(stage)):
+        os.replace(os.path.join(stage, name), os.path.join(final_dir, name))
+    for path in stale:
+        if os.path.exists(path):
+            os.remove(path)
+    os.rmdir(stage)
+
+
 def write_splits(
     dataset: str,
     split_dir: str,
@@ -230,7 +278,9 @@ def write_splits(
     k400_split_folders: dict[str, str] | None = None,
     verbose: bool = True,
 ) -> dict:
-    """Write the lists of `dataset` into `<out>/<dataset>/` and return the count report."""
+    """Write the lists of `dataset` into `<out>/<dataset>/` and return the count report. Everything is written
+    into a hidden staging folder first and moved into place only after the run succeeded: a failed run (no frame
+    folder found, bad split files, ...) leaves earlier lists untouched."""
     say = print if verbose else (lambda *a, **k: None)
     frames_needed = bool({"memdpc", "vtdl"} & set(formats))
     if frames_needed:
@@ -239,43 +289,35 @@ def write_splits(
             template_regex(template)
         except ValueError as err:
             fail(str(err))
+    if os.path.exists(out) and not os.path.isdir(out):
+        fail(f"--out '{out}' exists and is not a directory")
     classes, groups = _load(dataset, split_dir, splits)
-    out_dir = os.path.join(out, dataset)
-    os.makedirs(out_dir, exist_ok=True)
-    write_class_ind(os.path.join(out_dir, "ClassInd.txt"), classes)
-    resolver = FrameResolver(frame_root, k400_split_folders) if frames_needed else None
-    report = dict(dataset=dataset, classes=len(classes), frame_root=frame_root, formats=list(formats), splits={})
-    total_found = 0
-    for split, entries in groups.items():
-        tag = "all" if split is None else str(split)
-        counts, problems, found = _write_split(dataset, split, entries, classes, out_dir, resolver, formats, template)
-        if "cpd" in formats and split is not None and video_root:
-            absent = [e.video for e in entries if not os.path.isfile(os.path.join(video_root, e.video))]
-            counts["videos_missing"] = len(absent)
-            problems += [f"video\t{v}\tvideo file not found under {video_root}" for v in absent]
-        missing_file = os.path.join(out_dir, "missing.txt" if split is None else f"missing_split0{split}.txt")
-        if problems:
-            _write(missing_file, problems)
-        elif os.path.exists(missing_file):
-            os.remove(missing_file)
-        report["splits"][tag] = counts
-        total_found += found
-        parts = [
-            f"{k} " + (", ".join(f"{n} {v}" for n, v in c.items()) if isinstance(c, dict) else str(c))
-            for k, c in counts.items()
-        ]
-        say(
-            f"write_splits: {dataset} split {tag}: "
-            + " | ".join(parts)
-            + (f"  (see {missing_file})" if problems else "")
+    final_dir = os.path.join(out, dataset)
+    created = _make_dirs(out)
+    stage = partial_path(final_dir)
+    shutil.rmtree(stage, ignore_errors=True)
+    os.makedirs(stage)
+    try:
+        write_class_ind(os.path.join(stage, "ClassInd.txt"), classes)
+        resolver = FrameResolver(frame_root, k400_split_folders) if frames_needed else None
+        report = dict(dataset=dataset, classes=len(classes), frame_root=frame_root, formats=list(formats))
+        report["splits"], total_found, stale = _write_groups(
+            dataset, classes, groups, stage, final_dir, resolver, formats, template, video_root, say
         )
-    if frames_needed and total_found == 0:
-        fail(
-            f"none of the listed {dataset} videos has a frame folder under {frame_root} "
-            f"(wrong --frame_root or --template '{template}'?)"
-        )
-    write_json_atomic(os.path.join(out_dir, "write_splits_report.json"), report)
-    say(f"write_splits: {len(classes)} classes -> {out_dir}")
+        if frames_needed and total_found == 0:
+            fail(
+                f"none of the listed {dataset} videos has a frame folder under {frame_root} "
+                f"(wrong --frame_root or --template '{template}'?); nothing written"
+            )
+        write_json_atomic(os.path.join(stage, "write_splits_report.json"), report)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        for folder in reversed(created):
+            if os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
+        raise
+    _commit(stage, final_dir, stale)
+    say(f"write_splits: {len(classes)} classes -> {final_dir}")
     return report
 
 

@@ -106,6 +106,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return dict(obj)
 
 
+def require_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> str:
+    """Fail with one line, before a run writes anything, when `path` is not a readable checkpoint. Memory-mapped,
+    so checking a large file is cheap; files mmap cannot open are loaded in full (which reports what is wrong)."""
+    path = require_file(path, what)
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - any failure: the full load below gives the one-line reason, or succeeds
+        load_checkpoint(path)
+    return path
+
+
 def extract_state_dict(ckpt: Mapping, keys: Iterable[str] = ("state_dict", "model")) -> dict[str, torch.Tensor]:
     """The tensor dict inside a checkpoint: the first of `keys` present, else the checkpoint itself."""
     for key in keys:

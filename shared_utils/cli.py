@@ -19,8 +19,39 @@ def fail(message: str) -> NoReturn:
     raise UserError(message)
 
 
+def default_note(action: argparse.Action) -> str:
+    """'(required)' or '(default: X)' for an option's help line ('none' for an empty default)."""
+    if action.required:
+        return "(required)"
+    default = action.default
+    return "(default: none)" if default is None or default == "" or default == [] else "(default: %(default)s)"
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """--help shows every option's default: `(default: X)` is appended unless the help text already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or action.default is argparse.SUPPRESS:
+            return text
+        if "default" in text.lower() or "(required)" in text or isinstance(action, argparse._HelpAction):
+            return text
+        return f"{text} {default_note(action)}".lstrip()
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with a one-line error: `prog: error: <message> (see --help)` and exit code 2."""
+    """argparse with a one-line error: `prog: error: <message> (see --help)` and exit code 2, and --help that shows
+    each option's default (DefaultsHelpFormatter) unless another formatter_class is given."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def format_help(self) -> str:
+        for action in self._actions:  # options without help text get a line too, so their default is shown
+            if not action.help and action.option_strings and action.default is not argparse.SUPPRESS:
+                action.help = default_note(action)
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")

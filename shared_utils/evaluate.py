@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shared_utils.cli import ArgumentParser, fail, require_dir, run_cli
+from shared_utils import feature_cache
+from shared_utils.cli import ArgumentParser, fail, require_dir, require_file, run_cli
 from shared_utils.data import DataWarnings, build_loader, collate_skip_none
 from shared_utils.frames import FrameClipDataset, VideoEntry, read_class_index, read_frame_csv
 from shared_utils.logger import progress
@@ -37,6 +38,7 @@ from shared_utils.transforms import center_crop, resize
 
 METHODS = ("memdpc", "vtdl", "videomoco", "cpd")
 RECALL_KS = (1, 5, 10, 20, 50)
+FRAME_TEMPLATE = "image_{:05d}.jpg"
 
 
 @dataclass
@@ -68,7 +70,7 @@ def extract_features(
     batch_size: int = 4,
     workers: int = 0,
     device: torch.device | str = "cpu",
-    template: str = "image_{:05d}.jpg",
+    template: str = FRAME_TEMPLATE,
     warnings: DataWarnings | None = None,
     desc: str = "features",
     per_clip: bool = False,
@@ -233,34 +235,53 @@ def parse_overrides(items: Sequence[str]) -> dict[str, object]:
     return overrides
 
 
-def load_split(list_dir: str, dataset: str, split: int) -> tuple[list[VideoEntry], list[VideoEntry], list[str]]:
+def load_split(list_dir: str, dataset: str, split: int) -> tuple[dict, list[str]]:
+    """({'train'|'test': (entries, [list files they depend on])}, classes)."""
     folder = require_dir(os.path.join(list_dir, dataset), f"{dataset} split folder")
-    classes = read_class_index(os.path.join(folder, "ClassInd.txt"))
-    train = read_frame_csv(os.path.join(folder, f"train_split{split:02d}.csv"), classes)
-    test = read_frame_csv(os.path.join(folder, f"test_split{split:02d}.csv"), classes)
-    return train, test, classes
+    class_file = os.path.join(folder, "ClassInd.txt")
+    classes = read_class_index(class_file)
+    subsets = {}
+    for subset in ("train", "test"):
+        path = os.path.join(folder, f"{subset}_split{split:02d}.csv")
+        entries = read_frame_csv(path, classes)
+        if not any(os.path.isdir(e.path) for e in entries):
+            fail(f"none of the {len(entries)} frame folders listed in '{path}' exists (e.g. '{entries[0].path}')")
+        subsets[subset] = (entries, [class_file, path])
+    return subsets, classes
 
 
-def cached_features(encoder, entries, args, ckpt_hash: str, subset: str, warnings: DataWarnings) -> FeatureSet:
-    name = f"{args.method}-{ckpt_hash}-{args.dataset}{args.split}-{subset}-{args.num_clips}clips.pt"
-    path = os.path.join(args.out, "features", name)
-    if not args.no_cache and os.path.isfile(path):
-        blob = torch.load(path, weights_only=True)
-        return FeatureSet(blob["features"], blob["labels"], list(blob["video_ids"]))
-    feats = extract_features(
-        encoder,
-        entries,
-        args.num_clips,
-        args.batch_size,
-        args.workers,
-        args.device,
-        warnings=warnings,
-        desc=f"{args.method} {subset}",
-    )
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.save({"features": feats.features, "labels": feats.labels, "video_ids": feats.video_ids}, path + ".tmp")
-    os.replace(path + ".tmp", path)
-    return feats
+def check_args(args) -> None:
+    """One-line errors for values that cannot run, before any model is built or anything is written."""
+    for flag, low in (("num_clips", 1), ("batch_size", 1), ("workers", 0)):
+        if getattr(args, flag) < low:
+            fail(f"--{flag} must be >= {low}, got {getattr(args, flag)}")
+    if not args.temperature > 0:
+        fail(f"--temperature must be > 0, got {args.temperature}")
+    if args.ckpt:
+        require_file(args.ckpt, "--ckpt checkpoint")
+    require_dir(args.list_dir, "--list_dir")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        fail(f"--out '{args.out}' exists and is not a directory")
+
+
+def split_features(encoder, split: dict, args, weights_id: str, warnings: DataWarnings) -> tuple[dict, list]:
+    """({'train', 'test'}: features, [(path, key, features) to cache]): cached features where the stored key
+    matches, else extracted. The caller writes the new caches only once the whole run succeeded."""
+    results, fresh = {}, []
+    for subset in ("train", "test"):
+        entries, list_files = split[subset]
+        key = feature_cache.feature_cache_key(
+            args, encoder, weights_id, feature_cache.list_digest(list_files, entries), subset, FRAME_TEMPLATE
+        )
+        path = feature_cache.cache_path(args.out, key)
+        blob = None if args.no_cache else feature_cache.load_cached(path, key)
+        cached = blob and FeatureSet(blob["features"], blob["labels"], list(blob["video_ids"]))
+        if cached is None:
+            cached = extract_features(encoder, entries, args.num_clips, args.batch_size, args.workers, args.device,
+                                      warnings=warnings, desc=f"{args.method} {subset}")  # fmt: skip
+            fresh.append((path, key, cached))
+        results[subset] = cached
+    return results, fresh
 
 
 def append_markdown_row(path: str, record: dict) -> None:
@@ -317,19 +338,22 @@ def default_label(args) -> str:
 def evaluate(args) -> dict:
     """Extract (or load cached) features for train and test, score them, write JSON/markdown/PNG."""
     start = time.time()
+    check_args(args)
+    split, classes = load_split(args.list_dir, args.dataset, args.split)  # lists and data before the model
     features_module = importlib.import_module(f"{args.method}.features")
     encoder = features_module.build_clip_encoder(
         args.ckpt or None, load_weights=not args.random_init, **parse_overrides(args.override)
     )
-    train_entries, test_entries, classes = load_split(args.list_dir, args.dataset, args.split)
     weights_hash = "random-init" if args.random_init else file_hash(args.ckpt or None)
     ckpt_hash = (
         weights_hash + "-" + hashlib.sha1(json.dumps(sorted(args.override) + [args.ckpt]).encode()).hexdigest()[:6]
     )
     warnings = DataWarnings()
-    train = cached_features(encoder, train_entries, args, ckpt_hash, "train", warnings)
-    test = cached_features(encoder, test_entries, args, ckpt_hash, "test", warnings)
+    features, fresh = split_features(encoder, split, args, weights_hash, warnings)
+    train, test = features["train"], features["test"]
     results = score_features(train, test, args.temperature)
+    for path, key, feats in [] if args.no_cache else fresh:
+        feature_cache.store(path, key, feats.features, feats.labels, feats.video_ids)
     record = {
         "label": args.label or default_label(args),
         "method": args.method,
@@ -353,8 +377,8 @@ def evaluate(args) -> dict:
         "videos": {
             "train": len(train.labels),
             "test": len(test.labels),
-            "listed_train": len(train_entries),
-            "listed_test": len(test_entries),
+            "listed_train": len(split["train"][0]),
+            "listed_test": len(split["test"][0]),
             "classes": len(classes),
         },
         "data_warnings": warnings.counts(),

@@ -210,12 +210,17 @@ def log_run_header(args, output_dir: str | None = None, filename: str = "args.js
     """First log lines of every run: command line, git SHA, args (also written to output_dir/args.json)."""
     print("command: " + " ".join([os.path.basename(sys.executable)] + sys.argv))
     print(f"git: {git_sha()}")
-    args_dict = plain_args(args)
-    print("args: " + json.dumps(args_dict, sort_keys=True))
-    if output_dir and dist.is_main_process():
+    print("args: " + json.dumps(plain_args(args), sort_keys=True))
+    if output_dir:
+        write_args_json(args, output_dir, filename)
+
+
+def write_args_json(args, output_dir: str, filename: str = "args.json") -> None:
+    """output_dir/args.json on rank 0 (runs that validate their data first call this once it passed)."""
+    if dist.is_main_process():
         os.makedirs(output_dir, exist_ok=True)
         with open(os.path.join(output_dir, filename), "w") as handle:
-            json.dump(args_dict, handle, indent=2, sort_keys=True)
+            json.dump(plain_args(args), handle, indent=2, sort_keys=True)
 
 
 def append_json_line(path: str, record: dict) -> None:

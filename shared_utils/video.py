@@ -104,9 +104,22 @@ def decode_frames(path: str, indices: Sequence[int] | np.ndarray, short_side: in
     return out
 
 
+PROBE_CACHE_VERSION = 2  # part of every cache key: bump when probe_video's output changes meaning
+
+
+def probe_cache_key(path: str) -> str:
+    """The probe cache key of a file: cache version, path, size and mtime (ns), so a changed file is probed again."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return f"v{PROBE_CACHE_VERSION}|{path}|missing"
+    return f"v{PROBE_CACHE_VERSION}|{path}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
 def probe_videos(paths: Sequence[str], workers: int = 8, cache_file: str | None = None) -> list[VideoInfo | None]:
-    """probe_video over many files in threads; None for unreadable ones. An optional JSON cache is keyed by
-    path, size and mtime, so a changed file is probed again."""
+    """probe_video over many files in threads; None for unreadable ones. An optional JSON cache holds one entry
+    per `probe_cache_key`; it is (re)written only when at least one video is readable, so a run that finds no
+    data leaves no file behind."""
     cache: dict[str, dict] = {}
     if cache_file and os.path.isfile(cache_file):
         try:
@@ -115,15 +128,8 @@ def probe_videos(paths: Sequence[str], workers: int = 8, cache_file: str | None 
         except (OSError, ValueError):
             cache = {}
 
-    def key(path: str) -> str:
-        try:
-            stat = os.stat(path)
-        except OSError:
-            return f"{path}|missing"
-        return f"{path}|{stat.st_size}|{int(stat.st_mtime)}"
-
     def probe(path: str) -> VideoInfo | None:
-        cached = cache.get(key(path))
+        cached = cache.get(probe_cache_key(path))
         if cached is not None:
             return VideoInfo(**cached) if cached else None
         try:
@@ -133,8 +139,9 @@ def probe_videos(paths: Sequence[str], workers: int = 8, cache_file: str | None 
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         infos = list(pool.map(probe, paths))
-    if cache_file:
-        new_cache = {key(p): (asdict(i) if i else {}) for p, i in zip(paths, infos, strict=True)}
+    if cache_file and any(info is not None for info in infos):
+        new_cache = {probe_cache_key(p): (asdict(i) if i else {}) for p, i in zip(paths, infos, strict=True)}
+        os.makedirs(os.path.dirname(os.path.abspath(cache_file)), exist_ok=True)
         tmp = cache_file + ".tmp"
         with open(tmp, "w") as handle:
             json.dump(new_cache, handle)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 
 import cv2
 import numpy as np
@@ -106,3 +107,126 @@ def test_random_init_baseline_is_reproducible_and_leaves_the_global_rng_alone(me
     assert not torch.equal(next(a.parameters()), next(other.parameters()))
     if method != "videomoco":  # VideoMoCo's builder seeds the global RNG, like its train.py --seed
         assert torch.equal(torch.get_rng_state(), before)
+
+
+# --------------------------------------------------------------------------------------------- the feature cache
+
+
+@pytest.fixture
+def mean_colour_memdpc(monkeypatch):
+    """shared_utils.evaluate with --method memdpc builds MeanColourEncoder (fast; the cache logic is the same)."""
+    import memdpc.features
+
+    monkeypatch.setattr(
+        memdpc.features, "build_clip_encoder", lambda ckpt, load_weights=True, **kw: MeanColourEncoder()
+    )
+
+
+def copy_lists(source, target, keep_test=None):
+    """A copy of the ucf101 lists of `source` under target/ucf101/ (optionally only the first keep_test test rows)."""
+    import shutil
+
+    folder = target / "ucf101"
+    folder.mkdir(parents=True)
+    for name in ("ClassInd.txt", "train_split01.csv", "test_split01.csv"):
+        shutil.copy(source / "ucf101" / name, folder / name)
+    if keep_test is not None:
+        rows = (folder / "test_split01.csv").read_text().splitlines()[:keep_test]
+        (folder / "test_split01.csv").write_text("\n".join(rows) + "\n")
+    return target
+
+
+def run_evaluate(list_dir, out, *extra):
+    from shared_utils.evaluate import evaluate, get_args_parser
+
+    flags = ["--method", "memdpc", "--list_dir", str(list_dir), "--num_clips", "1", "--out", str(out), "--device",
+             "cpu", *extra]  # fmt: skip
+    return evaluate(get_args_parser().parse_args(flags))
+
+
+def test_feature_cache_never_serves_another_datasets_features(synth_dataset, tmp_path, mean_colour_memdpc):
+    """Two datasets both called ucf101, one --out: the second evaluation must score its own videos (the cache used
+    to be keyed by method, checkpoint, dataset name, split and clip count only, and served A's features for B)."""
+    a = copy_lists(synth_dataset.list_dir, tmp_path / "A")
+    b = copy_lists(synth_dataset.list_dir, tmp_path / "B", keep_test=3)
+    first = run_evaluate(a, tmp_path / "out")
+    assert first["videos"]["test"] == first["videos"]["listed_test"] == 8
+    second = run_evaluate(b, tmp_path / "out")
+    assert second["videos"]["listed_test"] == 3 and second["videos"]["test"] == 3
+    again = run_evaluate(b, tmp_path / "out")  # an unchanged input is still served from the cache
+    assert again["results"] == second["results"]
+    assert len(list((tmp_path / "out" / "features").iterdir())) == 4  # train + test of A and of B
+
+
+def test_feature_cache_key_changes_with_every_input(synth_dataset, tmp_path):
+    """Each input the features depend on gives another key (a miss); the same inputs give the same key."""
+    import argparse
+    import os
+
+    from shared_utils import feature_cache
+    from shared_utils.frames import read_frame_csv
+
+    csv = synth_dataset.list_file("test_split01.csv")
+    entries = read_frame_csv(str(csv))
+    base = dict(method="memdpc", ckpt="", random_init=False, override=[], dataset="ucf101", split=1, num_clips=2,
+                device="cpu")  # fmt: skip
+
+    def key(encoder=MeanColourEncoder(), template="image_{:05d}.jpg", weights="w", lists=None, **changes):
+        args = argparse.Namespace(**{**base, **changes})
+        lists = lists or feature_cache.list_digest([str(csv)], entries)
+        return json.dumps(feature_cache.feature_cache_key(args, encoder, weights, lists, "test", template))
+
+    reference = key()
+    assert key() == reference
+    other_geometry = type("Enc", (MeanColourEncoder,), {"crop_size": 24})()
+    variants = {
+        "weights": key(weights="other"),
+        "override": key(override=["img_dim=64"]),
+        "random_init": key(random_init=True),
+        "ckpt path": key(ckpt="x.pth"),
+        "num_clips": key(num_clips=3),
+        "split": key(split=2),
+        "device": key(device="cuda"),
+        "clip geometry": key(encoder=other_geometry),
+        "template": key(template="img_{:05d}.jpg"),
+        "list contents": key(lists=feature_cache.list_digest([str(csv)], entries[:-1])),
+        "list file": key(lists=feature_cache.list_digest([str(synth_dataset.list_file("train_split01.csv"))], entries)),
+    }
+    for name, value in variants.items():
+        assert value != reference, name
+    # another frame root / re-extracted frames: the frame folders' identity on disk is part of the list digest
+    moved = [VideoEntry(e.path.replace(str(synth_dataset.frame_root), "/elsewhere"), e.n_frames, e.label,
+                        e.video_id) for e in entries]  # fmt: skip
+    assert feature_cache.list_digest([str(csv)], moved) != feature_cache.list_digest([str(csv)], entries)
+    folder = tmp_path / "video"
+    folder.mkdir()
+    one = [VideoEntry(str(folder), 1, 0, "c/video")]
+    before = feature_cache.list_digest([str(csv)], one)
+    os.utime(folder, ns=(1, 1))  # what re-extracting (a renamed-in folder) does to the folder's mtime
+    assert feature_cache.list_digest([str(csv)], one) != before
+
+
+def test_feature_cache_code_version_follows_the_method_source(tmp_path, monkeypatch):
+    from shared_utils import feature_cache
+
+    assert feature_cache.feature_code_version("memdpc") == feature_cache.feature_code_version("memdpc")
+    assert feature_cache.feature_code_version("memdpc") != feature_cache.feature_code_version("vtdl")
+    package = tmp_path / "fakemethod"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "features.py").write_text("A = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = feature_cache.feature_code_version("fakemethod")
+    (package / "features.py").write_text("A = 2\n")
+    assert feature_cache.feature_code_version("fakemethod") != before
+
+
+def test_feature_cache_file_with_another_key_is_a_miss(tmp_path):
+    from shared_utils import feature_cache
+
+    path = str(tmp_path / "features" / "f.pt")
+    feature_cache.store(path, {"a": 1}, torch.zeros(2, 3), torch.tensor([0, 1]), ["x", "y"])
+    assert feature_cache.load_cached(path, {"a": 1})["video_ids"] == ["x", "y"]
+    assert feature_cache.load_cached(path, {"a": 2}) is None
+    (tmp_path / "features" / "f.pt").write_bytes(b"garbage")
+    assert feature_cache.load_cached(path, {"a": 1}) is None

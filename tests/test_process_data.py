@@ -189,6 +189,62 @@ def test_write_splits_cli_errors_are_one_line(tmp_path, ucf_official):
     assert wrong_root.returncode == 2 and "none of the listed ucf101 videos" in wrong_root.stderr
 
 
+def tree_digest(root) -> dict[str, str]:
+    """{relative path: md5} of every file under root (hidden ones included): 'byte-identical' made checkable."""
+    root = str(root)
+    return {
+        os.path.relpath(os.path.join(folder, name), root): md5(os.path.join(folder, name))
+        for folder, _, names in os.walk(root)
+        for name in names
+    }
+
+
+@pytest.mark.parametrize(
+    "failure",
+    ["empty frame root", "split 2 absent", "malformed list"],
+)
+def test_failed_write_splits_rerun_leaves_the_earlier_lists_byte_identical(ucf_official, tmp_path, failure):
+    """Good lists, then a re-run that fails: every earlier file (lists, reports) is unchanged, nothing is added.
+    (A failed run used to truncate the CSV and VTDL lists to 0 bytes before it found no frame folder.)"""
+    split_dir, frames, _ = ucf_official
+    out = tmp_path / "lists"
+    write_splits("ucf101", str(split_dir), str(frames), str(out), verbose=False)
+    before = tree_digest(out)
+    assert os.path.getsize(out / "ucf101" / "train_split01.csv") > 0
+    frame_root, splits = str(frames), None
+    if failure == "empty frame root":
+        frame_root = str(tmp_path / "empty")
+        os.makedirs(frame_root)
+    elif failure == "split 2 absent":
+        splits = [2]
+    else:
+        write(split_dir / "testlist01.txt", "Juggling/v_Juggling_g01_c01.avi\r\n")
+    with pytest.raises(UserError):
+        write_splits("ucf101", str(split_dir), frame_root, str(out), splits=splits, verbose=False)
+    assert tree_digest(out) == before
+
+
+def test_failed_write_splits_into_a_new_folder_leaves_nothing(ucf_official, tmp_path):
+    split_dir, _, _ = ucf_official
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(UserError, match="nothing written"):
+        write_splits("ucf101", str(split_dir), str(tmp_path / "empty"), str(tmp_path / "new" / "lists"), verbose=False)
+    assert not (tmp_path / "new").exists()
+
+
+def test_write_splits_rerun_replaces_lists_and_drops_a_stale_missing_report(ucf_official, tmp_path):
+    split_dir, frames, d = ucf_official
+    out = tmp_path / "lists"
+    shutil.rmtree(frames / "YoYo" / "v_YoYo_g02_c01")
+    write_splits("ucf101", str(split_dir), str(frames), str(out), verbose=False)
+    assert (out / "ucf101" / "missing_split01.txt").exists()  # v_YoYo_g02_c01 has no folder
+    frames_folder(frames / "YoYo" / "v_YoYo_g02_c01", 3)
+    write_splits("ucf101", str(split_dir), str(frames), str(out), verbose=False)
+    assert not (out / "ucf101" / "missing_split01.txt").exists()
+    assert lines(out / "ucf101" / "test_split01.csv")[-1] == f"{frames / 'YoYo' / 'v_YoYo_g02_c01'}/,3"
+    assert not [n for n in os.listdir(out) if n.startswith(".")]  # no staging folder left behind
+
+
 # ------------------------------------------------------------------------------------------------ HMDB51
 
 
@@ -424,6 +480,80 @@ def test_extraction_defaults_are_the_original_pipelines_native_size_and_quality_
         assert all(value == 1 for table in image.quantization.values() for value in table)  # q100: all steps 1
     with Image.open(synth_dataset.frame_root / rel / "image_00001.jpg") as q95:  # the fixture asks for q95
         assert any(value > 1 for table in q95.quantization.values() for value in table)
+
+
+def one_class_videos(synth_dataset, tmp_path, count=2):
+    videos = tmp_path / "videos" / synth_dataset.classes[0]
+    videos.mkdir(parents=True)
+    for path in sorted((synth_dataset.video_root / synth_dataset.classes[0]).glob("*.avi"))[:count]:
+        shutil.copy(path, videos / path.name)
+    return videos.parent
+
+
+def test_extract_rerun_with_other_settings_is_refused_not_mislabelled(synth_dataset, tmp_path):
+    """--short_side 0 then --short_side 16 into the same root used to say 'already done', keep the full-size frames
+    and write a report claiming 16. Now: one-line refusal, nothing changed; --overwrite re-extracts at 16."""
+    videos, frames = one_class_videos(synth_dataset, tmp_path), tmp_path / "frames"
+    extract(str(videos), str(frames), short_side=0, verbose=False)
+    before = tree_digest(frames)
+    for change in (dict(short_side=16), dict(quality=50), dict(template="img_%05d.jpg")):
+        with pytest.raises(UserError, match="extracted with .*--overwrite"):
+            extract(str(videos), str(frames), **{"short_side": 0, **change}, verbose=False)
+        assert tree_digest(frames) == before, change
+    redone = extract(str(videos), str(frames), short_side=16, overwrite=True, verbose=False)
+    assert (redone["extracted"], redone["skipped_existing"], redone["short_side"]) == (2, 0, 16)
+    first = sorted(frames.rglob("image_00001.jpg"))[0]
+    assert cv2.imread(str(first)).shape[0] == 16 and not list(frames.rglob(".*.partial"))
+    again = extract(str(videos), str(frames), short_side=16, verbose=False)  # same settings: resumable as before
+    assert (again["extracted"], again["skipped_existing"]) == (0, 2)
+
+
+def test_extract_legacy_tree_without_record_is_checked_against_its_report(synth_dataset, tmp_path):
+    videos, frames = one_class_videos(synth_dataset, tmp_path, count=1), tmp_path / "frames"
+    extract(str(videos), str(frames), short_side=0, verbose=False)
+    os.remove(frames / "extract_settings.json")  # a tree written before the record existed
+    with pytest.raises(UserError, match="short_side 0"):
+        extract(str(videos), str(frames), short_side=24, verbose=False)
+    os.remove(frames / "extract_report.json")  # nothing says how it was made: kept and reported as unrecorded
+    report = extract(str(videos), str(frames), short_side=24, verbose=False)
+    assert report["unrecorded_existing"] == {"frame": 1} and report["extracted"] == 0
+
+
+def test_extract_flow_rerun_counts_what_it_wrote(synth_dataset, tmp_path):
+    """Frames first, flow later: the second run writes flow only and says so (it used to report the videos as
+    'extracted' with their frames counted as written); a flow re-run with another quality is refused."""
+    videos, frames, flow = one_class_videos(synth_dataset, tmp_path), tmp_path / "frames", tmp_path / "flow"
+    extract(str(videos), str(frames), short_side=0, verbose=False)
+    report = extract(str(videos), str(frames), short_side=0, flow=True, flow_root=str(flow), verbose=False)
+    assert (report["extracted"], report["skipped_existing"], report["frames_written"]) == (0, 2, 0)
+    assert (report["flow_extracted"], report["flow_skipped_existing"]) == (2, 0)
+    assert report["flow_written"] == 2 * (synth_dataset.num_frames - 1)
+    again = extract(str(videos), str(frames), short_side=0, flow=True, flow_root=str(flow), verbose=False)
+    assert (again["flow_extracted"], again["flow_skipped_existing"]) == (0, 2)
+    before = tree_digest(flow)
+    os.remove(frames / "extract_settings.json")
+    extract(str(videos), str(frames), short_side=0, quality=95, verbose=False)  # frames re-recorded, same settings
+    with pytest.raises(UserError, match="--flow_root .*quality 95 \\(now 60\\)"):
+        extract(str(videos), str(tmp_path / "frames2"), short_side=0, quality=60, flow=True, flow_root=str(flow),
+                verbose=False)  # fmt: skip
+    assert tree_digest(flow) == before and not (tmp_path / "frames2").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (dict(short_side=-5), "--short_side must be >= 0, got -5"),
+        (dict(workers=-3), "-j/--workers must be >= 1, got -3"),
+        (dict(workers=0), "-j/--workers must be >= 1, got 0"),
+        (dict(frame_tolerance=-1), "--frame_tolerance must be >= 0"),
+        (dict(quality=0), "--quality must be in 1..100"),
+    ],
+)
+def test_extract_out_of_range_values_fail_before_writing(synth_dataset, tmp_path, flags, message):
+    videos = one_class_videos(synth_dataset, tmp_path, count=1)
+    with pytest.raises(UserError, match=message.replace("(", "\\(").replace(".", "\\.")):
+        extract(str(videos), str(tmp_path / "frames"), **flags, verbose=False)
+    assert not (tmp_path / "frames").exists()
 
 
 def test_extract_cli_errors(tmp_path):

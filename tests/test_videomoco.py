@@ -411,3 +411,69 @@ def test_eval_without_data_is_one_line_error_also_from_inside_the_folder():
     assert result.stderr.strip().splitlines() == [
         "eval.py: error: give the dataset root DIR (with data/ and anno/) or --video_dir and --split_dir"
     ]
+
+
+def test_failed_start_writes_nothing_and_an_empty_list_says_so(synth_dataset, tmp_path, capsys):
+    """An empty --train_list used to end in 'no readable video found' after writing videomoco_video_metadata.json
+    ({}) into the dataset folder and args.json + a TensorBoard file into the log folder. Now: one line that names
+    the empty list, and neither the dataset folder nor the log/checkpoint folders change."""
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(synth_dataset.video_root, raw / "UCF-101")
+    empty, gone = tmp_path / "empty.txt", tmp_path / "gone.txt"
+    empty.write_text("\n")
+    gone.write_text("Nowhere/v_Nowhere_g01_c01.avi 1\n")  # a list that names no existing video
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    for listing, message in ((empty, "is empty"), (gone, "none of the 1 videos listed")):
+        argv = [str(raw), "--train_subdir", "UCF-101", "--video_exts", "avi", "--train_list", str(listing),
+                "--exact_dirs", "--log_dir", str(tmp_path / "log"), "--ckp_dir", str(tmp_path / "ckp"), "-a",
+                "mc3_18", "-b", "2", "--moco-k", "8", "-j", "0"]  # fmt: skip
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(train.main, get_args_parser().parse_args(argv))
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+        assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+def test_probe_cache_key_follows_path_size_mtime_and_version(tmp_path, monkeypatch):
+    """Every input of a cached probe result invalidates it: another path, size, mtime or cache version."""
+    from shared_utils import video
+
+    clip = tmp_path / "a.avi"
+    clip.write_bytes(b"x" * 10)
+    key = video.probe_cache_key(str(clip))
+    assert video.probe_cache_key(str(clip)) == key
+    os.utime(clip, ns=(10**9, 10**9 + 1))
+    touched = video.probe_cache_key(str(clip))
+    assert touched != key
+    clip.write_bytes(b"x" * 11)
+    os.utime(clip, ns=(10**9, 10**9 + 1))
+    assert video.probe_cache_key(str(clip)) not in (key, touched)  # same mtime, other size
+    os.rename(clip, tmp_path / "b.avi")
+    assert video.probe_cache_key(str(tmp_path / "b.avi")) != video.probe_cache_key(str(clip))
+    current = video.probe_cache_key(str(tmp_path / "b.avi"))
+    monkeypatch.setattr(video, "PROBE_CACHE_VERSION", video.PROBE_CACHE_VERSION + 1)
+    assert video.probe_cache_key(str(tmp_path / "b.avi")) != current
+
+
+def test_probe_cache_is_used_only_for_an_unchanged_file_and_never_written_without_data(synth_dataset, tmp_path):
+    import shutil
+
+    from shared_utils import video
+
+    clip = tmp_path / "v.avi"
+    shutil.copy(sorted(synth_dataset.video_root.rglob("*.avi"))[0], clip)
+    cache = tmp_path / "cache" / "probe.json"
+    real = video.probe_videos([str(clip)], cache_file=str(cache))[0]
+    assert real is not None and real.n_frames == synth_dataset.num_frames
+    stored = json.loads(cache.read_text())
+    (key,) = stored
+    stored[key]["n_frames"] = 999  # a cache hit returns what is stored
+    cache.write_text(json.dumps(stored))
+    assert video.probe_videos([str(clip)], cache_file=str(cache))[0].n_frames == 999
+    os.utime(clip, ns=(5 * 10**9, 5 * 10**9))  # the file changed: probed again
+    assert video.probe_videos([str(clip)], cache_file=str(cache))[0].n_frames == synth_dataset.num_frames
+    nothing = tmp_path / "none" / "probe.json"
+    assert video.probe_videos([str(tmp_path / "missing.avi")], cache_file=str(nothing)) == [None]
+    assert not nothing.parent.exists()

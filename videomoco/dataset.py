@@ -79,15 +79,10 @@ def long_enough(entries, fpc: int, warnings: DataWarnings, pad: bool = False) ->
     return kept
 
 
-def metadata_cache(folder: str, fallback_dir: str, path: str = "") -> str:
-    """The video probe cache: `path` if given, else next to the videos (as the original's metadata file) or, if
-    that folder is read-only, in fallback_dir."""
-    if path:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        return path
-    target = folder if os.access(folder, os.W_OK) else fallback_dir
-    os.makedirs(target, exist_ok=True)
-    return os.path.join(target, "videomoco_video_metadata.json")
+def metadata_cache(ckp_dir: str, path: str = "") -> str:
+    """The video probe cache file: `path` if given, else in the run's checkpoint folder. Never in the dataset folder
+    (the original wrote its metadata next to the videos); it is written only once some video was readable."""
+    return path or os.path.join(ckp_dir, "videomoco_video_metadata.json")
 
 
 def _resolve(video_dir: str, rel: str, data_format: str, lookup: dict[str, str]) -> str | None:
@@ -122,17 +117,23 @@ def read_ucf_list(video_dir: str, list_file: str, data_format: str, warnings: Da
     lookup = _lookup_table(video_dir, classes, data_format)
     paths, labels = [], []
     with open(list_file, newline="") as handle:
-        for line in handle.read().splitlines():
-            if not line.strip():
-                continue
-            rel = line.split()[0]
-            label = label_of.get(rel.replace("\\", "/").split("/")[0].lower())
-            path = _resolve(video_dir, rel, data_format, lookup)
-            if label is None or path is None:
-                warnings.warn("unreadable_video", f"{rel} (listed in {list_file}) not found under {video_dir}")
-                continue
-            paths.append(path)
-            labels.append(label)
+        rows = [line for line in handle.read().splitlines() if line.strip()]
+    if not rows:
+        fail(f"split file '{list_file}' is empty (it lists no videos)")
+    missing = []
+    for line in rows:
+        rel = line.split()[0]
+        label = label_of.get(rel.replace("\\", "/").split("/")[0].lower())
+        path = _resolve(video_dir, rel, data_format, lookup)
+        if label is None or path is None:
+            missing.append(rel)
+            continue
+        paths.append(path)
+        labels.append(label)
+    if not paths:
+        fail(f"none of the {len(rows)} videos listed in '{list_file}' exists under '{video_dir}' (e.g. {missing[0]})")
+    for rel in missing:
+        warnings.warn("unreadable_video", f"{rel} (listed in {list_file}) not found under {video_dir}")
     return paths, labels, classes
 
 

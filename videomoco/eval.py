@@ -31,11 +31,19 @@ from shared_utils.checkpoint import (
     load_checkpoint,
     load_state_dict_reported,
     plain_args,
+    require_checkpoint,
     strip_prefix,
 )
 from shared_utils.cli import fail, require_dir, run_cli
 from shared_utils.data import DataWarnings, EpochSampler, build_loader, collate_skip_none
-from shared_utils.logger import MetricLogger, append_json_line, check_finite, log_run_header, make_tb_writer
+from shared_utils.logger import (
+    MetricLogger,
+    append_json_line,
+    check_finite,
+    log_run_header,
+    make_tb_writer,
+    write_args_json,
+)
 from shared_utils.metrics import accuracy
 from shared_utils.rng import capture_rng_state, restore_rng_state, seed_everything
 from shared_utils.width import check_saved_width
@@ -98,7 +106,7 @@ def build_split_data(args, split: int, ckp_dir: str, warnings: DataWarnings):
     """{'train'|'test': (readable entries, number listed, classes)}; the videos of both lists are probed at once."""
     video_dir, split_dir = dataset_paths(args)
     read_split = ucf101_split if args.dataset == "ucf101" else hmdb51_split
-    cache = metadata_cache(video_dir, ckp_dir, args.metadata_cache) if args.data_format == "video" else None
+    cache = metadata_cache(ckp_dir, args.metadata_cache) if args.data_format == "video" else None
     lists = {mode: read_split(video_dir, split_dir, split, mode == "train", args.data_format, warnings)
              for mode in ("train", "test")}  # fmt: skip
     paths = lists["train"][0] + lists["test"][0]
@@ -269,9 +277,13 @@ def fine_tune(args, split, model, model_ddp, optimizer, loaders, start_epoch, be
     return {**stats, "best_acc1": best_acc1}
 
 
-def run_split(args, split: int, ckp_dir: str, seed: int, writer) -> dict:
+def run_split(args, split: int, ckp_dir: str, seed: int, logs: dict) -> dict:
     warnings = DataWarnings()
     sets = build_split_data(args, split, ckp_dir, warnings)
+    if "writer" not in logs:  # the first split's data passed its checks: now the log folder gets its files
+        write_args_json(args, args.log_path)
+        logs["writer"] = make_tb_writer(args.log_path, enabled=not args.no_tensorboard)
+    writer = logs["writer"]
     classes = sets["train"][2]
     num_class = args.num_class or len(classes)
     if num_class < len(classes):
@@ -308,28 +320,31 @@ def main_worker(args) -> None:
     seed_everything(seed, args.rank)
     log_dir, ckp_dir = run_dirs(args, max(args.batch_size // local_world_size(), 1))
     args.log_path = log_dir
-    log_run_header(args, log_dir)
-    writer = make_tb_writer(log_dir, enabled=not args.no_tensorboard)
+    log_run_header(args)  # printed now; args.json and TensorBoard once the first split's data passed its checks
+    logs: dict = {}
     splits = [1, 2, 3] if args.split == "all" else [int(args.split)]
     results = []
     for split in splits:
         split_ckp = ckp_dir if len(splits) == 1 else os.path.join(ckp_dir, f"split_{split}")
-        results.append(run_split(args, split, split_ckp, seed, writer))
+        results.append(run_split(args, split, split_ckp, seed, logs))
     if len(results) > 1:
         mean1 = sum(r["acc1"] for r in results) / len(results)
         mean5 = sum(r["acc5"] for r in results) / len(results)
         print(f"mean over splits {splits}: Acc@1 {mean1:.3f} Acc@5 {mean5:.3f}")
         append_json_line(os.path.join(log_dir, "log.txt"), {"splits": splits, "mean_acc1": mean1, "mean_acc5": mean5})
-    writer.close()
+    if "writer" in logs:
+        logs["writer"].close()
     dist.cleanup()
 
 
 def main(args) -> None:
     dataset_paths(args)
-    if args.pretrained and not os.path.isfile(args.pretrained):
-        fail(f"--pretrained checkpoint not found: '{args.pretrained}'")
-    if args.resume and not os.path.isfile(args.resume):
-        fail(f"--resume checkpoint not found: '{args.resume}'")
+    for path, what in ((args.pretrained, "--pretrained checkpoint"), (args.resume, "--resume checkpoint")):
+        if path:
+            require_checkpoint(path, what)
+    for flag, low in (("batch_size", 1), ("epochs", 0), ("workers", 0), ("frame_per_clip", 1), ("crop_size", 1)):
+        if getattr(args, flag) < low:
+            fail(f"--{flag} must be >= {low}, got {getattr(args, flag)}")
     nprocs, nnodes, node_rank = launch_plan(args)
     dist.launch(
         main_worker, args, nprocs, dist_url=None if nnodes == 1 else args.dist_url, nnodes=nnodes, node_rank=node_rank

@@ -219,8 +219,8 @@ def _data_flags(p) -> None:
     d.add_argument(
         "--metadata_cache",
         default="",
-        help="video probe cache file (default: videomoco_video_metadata.json next to the videos, or in the "
-        "checkpoint folder when that is read-only)",
+        help="video probe cache file (default: videomoco_video_metadata.json in the checkpoint folder; never "
+        "written into the dataset folder)",
     )
     d.add_argument("--save_freq", default=10, type=int, help="write checkpoint_%%04d.pth.tar every N epochs")
     d.add_argument(
@@ -355,8 +355,8 @@ def _eval_additions(p) -> None:
     a.add_argument(
         "--metadata_cache",
         default="",
-        help="video probe cache file (default: videomoco_video_metadata.json next to the videos, or in the "
-        "checkpoint folder when that is read-only)",
+        help="video probe cache file (default: videomoco_video_metadata.json in the checkpoint folder; never "
+        "written into the dataset folder)",
     )
     a.add_argument(
         "--protocol",

@@ -26,9 +26,17 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from shared_utils import dist
+from shared_utils.checkpoint import require_checkpoint
 from shared_utils.cli import fail, require_dir, run_cli
 from shared_utils.data import DataWarnings, EpochSampler, build_loader
-from shared_utils.logger import MetricLogger, append_json_line, check_finite, log_run_header, make_tb_writer
+from shared_utils.logger import (
+    MetricLogger,
+    append_json_line,
+    check_finite,
+    log_run_header,
+    make_tb_writer,
+    write_args_json,
+)
 from shared_utils.metrics import accuracy
 from shared_utils.rng import seed_everything
 from videomoco.augment import VideoMoCoAugment
@@ -94,8 +102,8 @@ def validate(args) -> None:
     require_dir(args.data, "dataset root")
     require_dir(os.path.join(args.data, args.train_subdir), "training videos folder (DATA/<train_subdir>)")
     for path, what in ((args.resume, "--resume checkpoint"), (args.resumeG, "--resumeG checkpoint")):
-        if path and not os.path.isfile(path):
-            fail(f"{what} not found: '{path}'")
+        if path:
+            require_checkpoint(path, what)
     if args.batch_size < 1 or args.frame_per_clip < 2 or args.crop_size < 11:
         fail("need --batch_size >= 1, --frame_per_clip >= 2 and --crop_size >= 11")
     if not 0 < args.temporal_decay <= 1:
@@ -132,7 +140,7 @@ def build_data(args, ckp_dir: str, per_process_batch: int, seed: int):
         paths, labels, _ = read_ucf_list(root, args.train_list, args.data_format, warnings)
     else:
         paths, labels, _ = find_items(root, args.data_format, exts, args.frame_template)
-    cache = metadata_cache(root, ckp_dir, args.metadata_cache) if args.data_format == "video" else None
+    cache = metadata_cache(ckp_dir, args.metadata_cache) if args.data_format == "video" else None
     if not dist.is_main_process():
         dist.barrier()  # rank 0 probes the videos first and writes the cache
     entries = make_entries(paths, labels, args.data_format, args.frame_template, warnings, cache)
@@ -301,10 +309,11 @@ def main_worker(args) -> None:
     torch.backends.cudnn.deterministic = args.seed is not None
     log_dir, ckp_dir = run_dirs(args, per_process_batch)
     args.ckp_path = ckp_dir
-    log_run_header(args, log_dir)
-    writer = make_tb_writer(log_dir, enabled=not args.no_tensorboard)
+    log_run_header(args)  # printed now; args.json and TensorBoard only once the data passed its checks
     # ------------------------------------------------------------------ data, models, optimisers, resume
     loader, sampler, warnings = build_data(args, ckp_dir, per_process_batch, seed)
+    write_args_json(args, log_dir)
+    writer = make_tb_writer(log_dir, enabled=not args.no_tensorboard)
     aug = VideoMoCoAugment(args.aug_plus, aug_per_frame(args), args.crop_size).to(args.device)
     G, D, D_ddp, opt_g, opt_d = build_models(args)
     run = resume_run(args, G, D, opt_g, opt_d, ckp_dir, seed, len(loader))

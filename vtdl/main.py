@@ -15,7 +15,14 @@ from shared_utils import dist
 from shared_utils.checkpoint import CheckpointWriter, add_prefix, load_checkpoint, plain_args, strip_prefix
 from shared_utils.cli import fail, fix_enabled, require_file, run_cli
 from shared_utils.data import DataWarnings, EpochSampler, build_loader, collate_skip_none
-from shared_utils.logger import MetricLogger, append_json_line, check_finite, log_run_header, make_tb_writer
+from shared_utils.logger import (
+    MetricLogger,
+    append_json_line,
+    check_finite,
+    log_run_header,
+    make_tb_writer,
+    write_args_json,
+)
 from shared_utils.metrics import accuracy
 from shared_utils.rng import capture_rng_state, restore_rng_state
 from vtdl import runtime
@@ -34,6 +41,10 @@ def check_common(args) -> None:
         args.data_length, args.spatial_size = int(args.data_length), int(args.spatial_size)
     except ValueError:
         fail("--data_length and --spatial_size must be integers")
+    for flag in ("data_length", "spatial_size", "stride", "epochs", "start_epoch", "workers", "print_freq"):
+        low = 0 if flag in ("epochs", "start_epoch", "workers") else 1
+        if getattr(args, flag) < low:
+            fail(f"--{flag} must be >= {low}, got {getattr(args, flag)}")
     args.num_class = NUM_CLASSES[args.dataset]
     args.logits_channel = 1024 if args.arch == "i3d" else 512
 
@@ -176,11 +187,12 @@ def worker(args) -> None:
 def finetune(args) -> None:
     # ---------------------------------------------------------------- set-up
     run_dir = args.output_dir or os.path.join(args.logs_path, f"{args.method}_{args.date}")
-    log_run_header(args, run_dir if dist.is_main_process() else None)
+    log_run_header(args)  # args.json once data and weights passed their checks: a failed start writes nothing
     warnings = DataWarnings()
     train_loader, train_sampler = build_finetune_loader(args, args.train_list, "train", warnings, shuffle=True)
     val_loader, _ = build_finetune_loader(args, args.val_list, "val", warnings, shuffle=False)
     model = build_model(args).to(args.device)
+    write_args_json(args, run_dir)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     if args.optim == "sgd":

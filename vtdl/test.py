@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from shared_utils import dist
 from shared_utils.cli import fail, require_file, run_cli
 from shared_utils.data import DataWarnings, EpochSampler, build_loader, collate_skip_none
-from shared_utils.logger import log_run_header, progress
+from shared_utils.logger import log_run_header, progress, write_args_json
 from vtdl import runtime
 from vtdl.dataset import FinetuneDataset, TestTransform, build_reader, read_list
 from vtdl.evaluation import classification_metrics, gather_by_index
@@ -97,7 +97,7 @@ def worker(args) -> None:
 
 def run_test(args) -> None:
     out_dir = args.output_dir or os.path.join("..", "experiments", "evaluation", args.dataset, args.date)
-    log_run_header(args, out_dir if dist.is_main_process() else None)
+    log_run_header(args)  # args.json with the results: a run that fails its checks writes nothing
     model = build_model(args, require_classifier=True).to(args.device)
     entries = read_list(args.val_list, args.root, args.frame_root)
     warnings = DataWarnings()
@@ -130,6 +130,7 @@ def run_test(args) -> None:
     if warnings.summary():
         print(warnings.summary())
     if dist.is_main_process():
+        write_args_json(args, out_dir)
         save_results(out_dir, dataset, order, scores, labels, result)
         print(f"results saved to {out_dir}")
 

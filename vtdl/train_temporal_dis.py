@@ -19,7 +19,14 @@ from shared_utils import dist
 from shared_utils.checkpoint import CheckpointWriter, add_prefix, load_checkpoint, plain_args, strip_prefix
 from shared_utils.cli import fail, require_file, run_cli
 from shared_utils.data import DataWarnings, EpochSampler, build_loader
-from shared_utils.logger import MetricLogger, append_json_line, check_finite, log_run_header, make_tb_writer
+from shared_utils.logger import (
+    MetricLogger,
+    append_json_line,
+    check_finite,
+    log_run_header,
+    make_tb_writer,
+    write_args_json,
+)
 from shared_utils.rng import capture_rng_state, derive_seed, restore_rng_state
 from vtdl import runtime
 from vtdl.dataset import PretrainDataset, TrainTransform, build_reader, read_list
@@ -240,12 +247,13 @@ def worker(args) -> None:
 def pretrain(args) -> None:
     # ---------------------------------------------------------------- set-up
     ckpt_dir, tb_dir = run_dirs(args)
-    if dist.is_main_process():
-        os.makedirs(ckpt_dir, exist_ok=True)
-    log_run_header(args, ckpt_dir if dist.is_main_process() else None)
+    log_run_header(args)  # args.json once the data passed its checks: a failed start writes nothing
     warnings = DataWarnings()
     dataset, sampler, loader = build_loader_for(args, warnings)
     state = build_state(args, len(dataset))
+    if args.resume:
+        load_checkpoint(args.resume)  # an unreadable --resume fails here, before the run folder is made
+    write_args_json(args, ckpt_dir)
     state["writer"] = CheckpointWriter(ckpt_dir, "current.pth", "ckpt_epoch_{epoch}.pth", None)
     tb = make_tb_writer(tb_dir, enabled=not args.no_tensorboard)
     print(

@@ -1,6 +1,5 @@
 """The original location of the evaluation script: `cd memdpc/eval && python test.py ...` runs memdpc/test.py.
-
-The default --csv_root is adjusted so that it still points at <repo>/process_data/data from here.
+(the default --csv_root, <repo>/data/lists, does not depend on the current directory).
 """
 
 from memdpc.opts import get_eval_args_parser
@@ -8,6 +7,4 @@ from memdpc.test import main
 from shared_utils.cli import run_cli
 
 if __name__ == "__main__":
-    parser = get_eval_args_parser()
-    parser.set_defaults(csv_root="../../process_data/data")
-    run_cli(main, parser.parse_args())
+    run_cli(main, get_eval_args_parser().parse_args())
