@@ -113,7 +113,7 @@ def test_pretrain_finetune_test_end_to_end(data, tmp_path, capsys):
     flags = f"--phase zeroshot --resume_path {pre / 'save_1.pth'} --text_model {data['text']} --num_test_clips 1"
     main(finetune_args(data, tmp_path / "zs", flags + " --num_test_crops 1"))
     out = capsys.readouterr().out
-    assert "class captions: rotate clockwise; rotate counterclockwise; translate left; translate right" in out
+    assert "class captions: move down; move up; zoom in; zoom out" in out
     assert set(json.loads((tmp_path / "zs" / "zeroshot.json").read_text())["results"]) == val_videos
     from cpd.features import build_clip_encoder
 

@@ -225,7 +225,7 @@ def tiny_d(seed: int = 0):
     from videomoco import model
 
     torch.manual_seed(seed)
-    real, model.video_resnet = model.video_resnet, lambda arch, dim: TinyVideoNet(dim)
+    real, model.video_resnet = model.video_resnet, lambda arch, dim, *width: TinyVideoNet(dim)
     try:
         D = model.VideoMoCo("mc3_18", dim=8, K=8, m=0.9, T=0.07)
     finally:

@@ -532,8 +532,8 @@ def test_extract_flow_rerun_counts_what_it_wrote(synth_dataset, tmp_path):
     assert (again["flow_extracted"], again["flow_skipped_existing"]) == (0, 2)
     before = tree_digest(flow)
     os.remove(frames / "extract_settings.json")
-    extract(str(videos), str(frames), short_side=0, quality=95, verbose=False)  # frames re-recorded, same settings
-    with pytest.raises(UserError, match="--flow_root .*quality 95 \\(now 60\\)"):
+    extract(str(videos), str(frames), short_side=0, quality=100, verbose=False)  # frames re-recorded, same settings
+    with pytest.raises(UserError, match="--flow_root .*quality 100 \\(now 60\\)"):
         extract(str(videos), str(tmp_path / "frames2"), short_side=0, quality=60, flow=True, flow_root=str(flow),
                 verbose=False)  # fmt: skip
     assert tree_digest(flow) == before and not (tmp_path / "frames2").exists()

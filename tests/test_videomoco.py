@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from shared_utils.checkpoint import compare_keys, save_checkpoint
-from shared_utils.cli import run_cli
+from shared_utils.cli import UserError, run_cli
 from shared_utils.data import DataWarnings
 from videomoco import train
 from videomoco.augment import VideoMoCoAugment
@@ -370,8 +370,8 @@ def test_ucf_and_hmdb_split_readers(tmp_path):
     assert classes == ["HandstandPushups", "Walk"] and labels == [0]
     assert paths == [str(videos / "HandstandPushups/v_HandStandPushups_g01_c01.avi")]
     assert warnings.counts()["unreadable_video"] == 1
-    paths, labels, _ = ucf101_split(str(videos), str(splits), 1, False, "frames", warnings)
-    assert warnings.counts()["unreadable_video"] == 2 and paths == []  # no frame folders exist
+    with pytest.raises(UserError, match="none of the 1 videos listed in .*testlist01.txt"):
+        ucf101_split(str(videos), str(splits), 1, False, "frames", warnings)  # no frame folder exists: one line
     (splits / "HandstandPushups_test_split2.txt").write_text("v_HandStandPushups_g01_c01.avi 2 \n")
     (splits / "Walk_test_split2.txt").write_text("v_Walk_g01_c01.avi 1 \nb.avi 0 \n")
     assert hmdb51_split(str(videos), str(splits), 2, True, "video", warnings)[1] == [1]
