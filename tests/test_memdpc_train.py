@@ -67,6 +67,8 @@ def test_cli_pipeline_pretrain_finetune_ten_crop_test(synth_dataset, tmp_path, c
     assert out.splitlines()[0].startswith("command: ") and "Epoch: [0/1] Loss" in out
     (record,) = read_log(tmp_path / "pre" / "log.txt")
     assert record["iteration"] == 2 and 0 < record["train_loss"] < 20
+    assert f"Epoch: [0/1] Loss {record['train_loss']:.6f}" in out  # the printed and the logged epoch loss agree
+    assert record["train_loss"] != record["val_loss"]  # two passes over different clips, not one value copied
     model_dir = tmp_path / "pre" / "model"
     assert sorted(os.listdir(model_dir)) == ["epoch0.pth.tar", "latest.pth.tar", "model_best.pth.tar"]
     for writer in ("train", "val"):
