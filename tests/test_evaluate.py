@@ -84,6 +84,16 @@ def test_extract_features_averages_clips_and_skips_unreadable(tmp_path):
         [200] * 3, abs=2
     )
     assert warnings.counts()["unreadable_video"] == 1
+    # a video that brightens over time: its clips differ, and the video feature is their mean (not one clip)
+    ramp = tmp_path / "c0" / "ramp"
+    ramp.mkdir()
+    for i in range(12):
+        cv2.imwrite(str(ramp / f"image_{i + 1:05d}.jpg"), np.full((24, 32, 3), 10 + 20 * i, np.uint8))
+    entry = [VideoEntry(str(ramp), 12, 0, "c0/ramp")]
+    clips = extract_features(MeanColourEncoder(), entry, num_clips=3, batch_size=1, per_clip=True).features[0]
+    video = extract_features(MeanColourEncoder(), entry, num_clips=3, batch_size=1).features[0]
+    assert clips[0, 0] + 20 < clips[-1, 0]  # the first and the last clip really differ
+    assert video.tolist() == pytest.approx(clips.mean(dim=0).tolist(), abs=1e-4)
 
 
 SMALL = {
