@@ -140,3 +140,15 @@ def corrupt_file(path: str | os.PathLike, mode: str = "truncate", keep: float = 
 def corrupt():
     """The corrupt_file helper as a fixture: `corrupt(copied_video, 'truncate')`."""
     return corrupt_file
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one intra-op thread is as fast and does not oversubscribe a shared 2-core CPU; the previous
+    thread count is restored afterwards (test modules opt in with `pytestmark = usefixtures("one_thread")`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

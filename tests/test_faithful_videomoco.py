@@ -29,12 +29,7 @@ README_TRAIN = (
 README_EVAL = "-a r2plus1d_18 --pretrained C/netD/checkpoint_0200.pth.tar DATA".split()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def lr_at(args, epochs) -> list[float]:

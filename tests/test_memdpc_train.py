@@ -23,14 +23,7 @@ from shared_utils.checkpoint import load_checkpoint
 from shared_utils.data import EpochSampler
 from shared_utils.rng import seed_everything
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is as fast and does not oversubscribe a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 MEMDPC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "memdpc")
