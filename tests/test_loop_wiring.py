@@ -307,6 +307,31 @@ def test_videomoco_adversarial_step_generator_gradients(g_grad):
     assert_all_close([p.grad for p in G.parameters()], want, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("g_grad", ["released", "pure"])
+def test_videomoco_released_generator_step_carries_the_discriminator_gradient(g_grad):
+    """With L_G switched off (weight 0), G's gradient is exactly grad L_D through the frame drop (released) or
+    nothing (--fix pure_g_grad): the part of the released G step that the test above cannot resolve, because
+    grad L_G is orders of magnitude larger there."""
+    from videomoco.model import MaskGenerator
+    from videomoco.train import train_step
+
+    torch.manual_seed(3)
+    G, D = MaskGenerator(num_frames=4, crop_size=16, drop=1), tiny_d()
+    x_q, x_k = videomoco_batch()
+    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+    x_fake, _ = G2(x_q)
+    _, _, logits, labels = D2(x_fake, x_k, 0.5, im_q_real=x_q)
+    grad_ld = torch.autograd.grad(F.cross_entropy(logits, labels), list(G2.parameters()))
+    scale = max(float(g.abs().max()) for g in grad_ld)
+    assert scale > 0  # L_D reaches G (tiny through the straight-through drop: the tolerance is relative to it)
+    want = list(grad_ld) if g_grad == "released" else [torch.zeros_like(g) for g in grad_ld]
+    opt_g = torch.optim.SGD(G.parameters(), lr=0.0)
+    opt_d = torch.optim.SGD(D.encoder_q.parameters(), lr=0.0)
+    args = videomoco_args(g_grad=g_grad, g_loss_weight=0.0)
+    train_step(G, D, lambda x: x, (x_q, x_k), opt_g, opt_d, True, 0.5, args)
+    assert_all_close([p.grad for p in G.parameters()], want, rtol=1e-4, atol=1e-4 * scale)
+
+
 def test_videomoco_video_accuracy_is_the_mean_of_its_clip_logits():
     from videomoco.eval import evaluate
 
