@@ -1,4 +1,4 @@
-"""Clip encoder hook for the unified evaluation (shared_utils.evaluate) and the demo.
+"""Clip encoder hook for the unified evaluation (evaluation.evaluate) and the demo.
 
 The feature is LC's context vector: backbone -> both ConvGRUs over the N blocks -> spatially averaged last states,
 forward and backward concatenated (2 x 256 = 512 for R18/R34), taken before LC's final BatchNorm.

@@ -8,7 +8,7 @@
 2. Pretrain each method with its own entry point and a demo-sized recipe (width multiplier, small crops, short
    clips; the recipes are the RECIPES table below), once per seed; the checkpoint is snapshotted as it is
    rewritten, for the learning curves.
-3. Score with the unified protocol (shared_utils.evaluate: the same clips, kNN-1 / kNN-200, linear probe, R@1):
+3. Score with the unified protocol (evaluation.evaluate: the same clips, kNN-1 / kNN-200, linear probe, R@1):
    the pretrained encoder, the same architecture randomly initialised (feature std and effective rank shown, so a
    degenerate baseline is visible), and the same architecture trained WITH labels (the supervised upper bound).
 4. Print and write (<out>/demo_results.md, .json) the table: SSL - random margins with their paired standard
@@ -216,9 +216,10 @@ def pretrain(method: str, seed: int, args, logs: str) -> dict:
 
 def load_entries(data: str):
     """(train entries, test entries, classes) of split 1: the test split is fixed before anything is scored."""
-    from shared_utils.evaluate import load_split
+    from evaluation.evaluate import load_split
 
-    return load_split(os.path.join(data, "lists"), "ucf101", 1)
+    subsets, classes = load_split(os.path.join(data, "lists"), "ucf101", 1)
+    return subsets["train"][0], subsets["test"][0], classes
 
 
 def checkpoint_epoch(path: str) -> float:

@@ -1,13 +1,12 @@
 """Scoring for `make demo`: the unified protocol's features, per-video predictions, paired SSL - random margins with
 their standard errors, a feature-health check of every baseline, and a supervised upper bound.
 
-Everything here runs in-process on the functions of shared_utils.evaluate, so the demo scores exactly what
-`python -m shared_utils.evaluate` scores (same clips, same kNN and linear probe).
+Everything here runs in-process on the functions of evaluation.evaluate, so the demo scores exactly what
+`python -m evaluation` scores (same clips, same kNN and linear probe).
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass
 
@@ -15,8 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shared_utils.data import DataWarnings, build_loader, collate_skip_none
-from shared_utils.evaluate import (
+from evaluation.evaluate import (
     EvalClipTransform,
     FeatureSet,
     extract_features,
@@ -24,6 +22,8 @@ from shared_utils.evaluate import (
     linear_probe_predict,
     retrieval_recall,
 )
+from evaluation.registry import build_clip_encoder
+from shared_utils.data import DataWarnings, EpochSampler, build_loader, collate_skip_none
 from shared_utils.frames import FrameClipDataset, VideoEntry
 
 
@@ -103,8 +103,7 @@ def instance_discrimination(test_clips: FeatureSet) -> dict:
 
 
 def build_encoder(method: str, ckpt: str, random_init: bool, seed: int = 0):
-    hook = importlib.import_module(f"{method}.features")
-    return hook.build_clip_encoder(ckpt, load_weights=not random_init, seed=seed)
+    return build_clip_encoder(method, ckpt, load_weights=not random_init, seed=seed)
 
 
 def evaluate_encoder(encoder, train_entries, test_entries, num_clips: int, desc: str) -> tuple[Scores, dict]:
@@ -136,7 +135,9 @@ def train_supervised(
     encoder, entries: list[VideoEntry], num_classes: int, iters: int, batch_size: int = 16, lr: float = 1e-3
 ) -> torch.nn.Module:
     """The same architecture trained with labels (cross-entropy through a linear head on the clip feature) on the
-    train split: the upper bound of what the demo's protocol can read out of that encoder."""
+    train split: the upper bound of what the demo's protocol can read out of that encoder. Shuffled, with fresh
+    clip/flip draws every epoch (the split lists are sorted by class: an unshuffled loop chases the class of the
+    last batch and ends below chance). Sets `encoder.supervised_train_acc` (last epoch's running top-1, %)."""
     torch.manual_seed(0)
     dataset = FrameClipDataset(
         entries,
@@ -146,25 +147,31 @@ def train_supervised(
         transform=_TrainClipTransform(encoder.crop_size),
         warnings=DataWarnings(),
     )
-    loader = build_loader(dataset, batch_size, collate_fn=collate_skip_none, drop_last=True)
+    sampler = EpochSampler(len(dataset), shuffle=True, seed=0, rank=0, world_size=1, drop_last=True)
+    loader = build_loader(dataset, batch_size, sampler=sampler, collate_fn=collate_skip_none, drop_last=True)
     with torch.no_grad():
         dim = encoder(next(iter(loader))[0][:1]).shape[1]  # train mode: one clip per video, B, T, H, W, 3
     head = torch.nn.Linear(dim, num_classes)
     params = [p for p in encoder.parameters() if p.requires_grad] + list(head.parameters())
     optimizer = torch.optim.Adam(params, lr=lr)
     encoder.train()
-    step = 0
+    step, epoch = 0, 0
     while step < iters:
+        sampler.set_epoch(epoch)
+        hits = seen = 0
         for batch in loader:
             if batch is None:
                 continue
-            clips, target = batch[0], batch[1]
+            clips, target = batch[0], batch[1].long()
             logits = head(_trainable_forward(encoder, clips).float())
-            loss = F.cross_entropy(logits, target.long())
+            loss = F.cross_entropy(logits, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            hits, seen = hits + int((logits.argmax(1) == target).sum()), seen + len(target)
             step += 1
             if step >= iters:
                 break
+        epoch += 1
+    encoder.supervised_train_acc = 100 * hits / max(seen, 1)
     return encoder.eval()

@@ -14,9 +14,9 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from evaluation.evaluate import FeatureSet  # noqa: E402
 from scripts import demo  # noqa: E402
 from scripts.demo_scoring import feature_health, instance_discrimination, paired_margin  # noqa: E402
-from shared_utils.evaluate import FeatureSet  # noqa: E402
 
 
 def test_paired_margin_is_the_mean_difference_with_its_paired_standard_error():
@@ -81,3 +81,50 @@ def test_snapshotter_copies_each_rewrite_of_the_checkpoint(tmp_path):
         last = watcher.poll(last)
         last = watcher.poll(last)  # an unchanged file is not copied twice
     assert [open(p, "rb").read() for p in watcher.copies] == [b"state 0", b"state 1", b"state 2"]
+
+
+class _ColourEncoder(torch.nn.Module):
+    """A trainable stand-in clip encoder with the hook interface (num_frames, frame_stride, crop_size)."""
+
+    num_frames, frame_stride, crop_size = 4, 1, 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(3 * 4, 8)
+
+    def forward(self, clips):  # uint8 B, T, H, W, 3
+        return self.proj(clips.float().mean(dim=(2, 3)).flatten(1) / 255)
+
+
+def test_demo_scoring_runs_on_the_split_lists_and_the_supervised_loop_shuffles(synth_dataset, monkeypatch):
+    """The demo's own split reader and scoring path on a real process_data output; the supervised bound draws
+    a new class-mixed order every epoch (the lists are sorted by class, an unshuffled loop learns nothing)."""
+    from scripts import demo_scoring
+
+    train, test, classes = demo.load_entries(str(synth_dataset.list_dir.parent))
+    assert len(classes) == 4 and len(train) == 12 and len(test) == 8
+    assert [e.label for e in train] == sorted(e.label for e in train)  # why the loop must shuffle
+    scores, instance = demo_scoring.evaluate_encoder(_ColourEncoder().eval(), train, test, 2, "stub")
+    assert len(scores.linear) == len(scores.knn1) == len(test) and instance["chance"] == pytest.approx(100 / 8)
+
+    orders, real_build = [], demo_scoring.build_loader
+
+    def recording_loader(*args, **kwargs):
+        loader = real_build(*args, **kwargs)
+
+        class Recording:
+            def __iter__(self):
+                orders.append([])
+                for batch in loader:
+                    orders[-1] += batch[1].tolist()
+                    yield batch
+
+        return Recording()
+
+    monkeypatch.setattr(demo_scoring, "build_loader", recording_loader)
+    encoder = demo_scoring.train_supervised(_ColourEncoder(), train, len(classes), iters=9, batch_size=4)
+    epochs = [o for o in orders if len(o) == 12]  # (the first, 1-sample peek measures the feature size)
+    assert len(epochs) == 3 and 0 <= encoder.supervised_train_acc <= 100
+    sorted_labels = [e.label for e in train]
+    assert all(sorted(o) == sorted_labels for o in epochs)  # every video once per epoch
+    assert all(o != sorted_labels for o in epochs) and epochs[0] != epochs[1] != epochs[2]

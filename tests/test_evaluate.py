@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import cv2
@@ -11,8 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from shared_utils.data import DataWarnings
-from shared_utils.evaluate import (
+from evaluation.evaluate import (
     FeatureSet,
     extract_features,
     knn_accuracy,
@@ -20,6 +18,7 @@ from shared_utils.evaluate import (
     linear_probe_accuracy,
     retrieval_recall,
 )
+from shared_utils.data import DataWarnings
 from shared_utils.frames import VideoEntry
 
 
@@ -104,10 +103,20 @@ SMALL = {
 }
 
 
+def test_registry_lists_every_method_hook():
+    from evaluation.registry import METHODS
+
+    assert set(METHODS) == set(SMALL)
+
+
 @pytest.mark.parametrize("method", list(SMALL))
 def test_random_init_baseline_is_reproducible_and_leaves_the_global_rng_alone(method):
     """The demo's random-init row must be the same encoder on every run (seed 0), another with seed=1."""
-    build = importlib.import_module(f"{method}.features").build_clip_encoder
+    from evaluation.registry import build_clip_encoder
+
+    def build(ckpt, **kw):
+        return build_clip_encoder(method, ckpt, **kw)
+
     torch.manual_seed(123)
     before = torch.get_rng_state()
     a, b = build(None, **SMALL[method]), build(None, **SMALL[method])
@@ -124,7 +133,7 @@ def test_random_init_baseline_is_reproducible_and_leaves_the_global_rng_alone(me
 
 @pytest.fixture
 def mean_colour_memdpc(monkeypatch):
-    """shared_utils.evaluate with --method memdpc builds MeanColourEncoder (fast; the cache logic is the same)."""
+    """evaluation.evaluate with --method memdpc builds MeanColourEncoder (fast; the cache logic is the same)."""
     import memdpc.features
 
     monkeypatch.setattr(
@@ -147,7 +156,7 @@ def copy_lists(source, target, keep_test=None):
 
 
 def run_evaluate(list_dir, out, *extra):
-    from shared_utils.evaluate import evaluate, get_args_parser
+    from evaluation.evaluate import evaluate, get_args_parser
 
     flags = ["--method", "memdpc", "--list_dir", str(list_dir), "--num_clips", "1", "--out", str(out), "--device",
              "cpu", *extra]  # fmt: skip
@@ -173,7 +182,7 @@ def test_feature_cache_key_changes_with_every_input(synth_dataset, tmp_path):
     import argparse
     import os
 
-    from shared_utils import feature_cache
+    from evaluation import feature_cache
     from shared_utils.frames import read_frame_csv
 
     csv = synth_dataset.list_file("test_split01.csv")
@@ -217,7 +226,7 @@ def test_feature_cache_key_changes_with_every_input(synth_dataset, tmp_path):
 
 
 def test_feature_cache_code_version_follows_the_method_source(tmp_path, monkeypatch):
-    from shared_utils import feature_cache
+    from evaluation import feature_cache
 
     assert feature_cache.feature_code_version("memdpc") == feature_cache.feature_code_version("memdpc")
     assert feature_cache.feature_code_version("memdpc") != feature_cache.feature_code_version("vtdl")
@@ -232,7 +241,7 @@ def test_feature_cache_code_version_follows_the_method_source(tmp_path, monkeypa
 
 
 def test_feature_cache_file_with_another_key_is_a_miss(tmp_path):
-    from shared_utils import feature_cache
+    from evaluation import feature_cache
 
     path = str(tmp_path / "features" / "f.pt")
     feature_cache.store(path, {"a": 1}, torch.zeros(2, 3), torch.tensor([0, 1]), ["x", "y"])

@@ -16,10 +16,10 @@ import time
 import pytest
 import torch
 
+from evaluation.evaluate import evaluate, get_args_parser
 from process_data.write_splits import write_splits
 from shared_utils.checkpoint import CheckpointWriter, load_checkpoint
 from shared_utils.data import DataWarnings
-from shared_utils.evaluate import evaluate, get_args_parser
 
 WRITER = textwrap.dedent(
     """
@@ -475,7 +475,7 @@ MISSING = "/nonexistent/dataset"
 BAD_COMMANDS = {
     "memdpc pretrain, missing csv_root": ["memdpc/main.py", "--gpu", "cpu", "--csv_root", MISSING],
     "videomoco eval, unknown arch": ["videomoco/eval.py", "-a", "resnet99", MISSING],
-    "unified evaluation, missing lists": ["-m", "shared_utils.evaluate", "--method", "vtdl", "--list_dir", MISSING],
+    "unified evaluation, missing lists": ["-m", "evaluation", "--method", "vtdl", "--list_dir", MISSING],
     "bad flag value": ["memdpc/main.py", "--gpu", "cpu", "--epochs", "many"],
 }
 
@@ -498,7 +498,7 @@ HELP_PARSERS = {
     "videomoco pretrain": ("videomoco.opts", "get_args_parser"),
     "videomoco finetune/test": ("videomoco.opts", "get_eval_args_parser"),
     "cpd": ("cpd.opts", "get_args_parser"),
-    "evaluate": ("shared_utils.evaluate", "get_args_parser"),
+    "evaluate": ("evaluation.evaluate", "get_args_parser"),
     "extract_frames": ("process_data.extract_frames", "get_args_parser"),
     "write_splits": ("process_data.write_splits", "get_args_parser"),
     "resize_video": ("process_data.resize_video", "get_args_parser"),

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evaluation.evaluate import FeatureSet, knn_predict, retrieval_recall
 from shared_utils import dist
 from shared_utils.data import EpochSampler
-from shared_utils.evaluate import FeatureSet, knn_predict, retrieval_recall
 
 
 def params(module: nn.Module) -> list[torch.Tensor]:

@@ -548,3 +548,28 @@ def test_fix_flag_is_opt_in_named_and_validated():
     with pytest.raises(SystemExit) as err:
         parser.parse_args(["--fix", "nonsense"])
     assert err.value.code == 2
+
+
+def test_the_shared_floor_imports_no_method_package():
+    """shared_utils sits under the four methods: no module of it imports one (statically or by name); the
+    unified evaluation, which needs them, lives above them in `evaluation`."""
+    import ast
+
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "shared_utils")
+    methods = {"memdpc", "vtdl", "videomoco", "cpd", "evaluation", "scripts", "process_data"}
+    offenders = []
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".py"):
+            continue
+        tree = ast.parse(open(os.path.join(folder, name)).read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                roots = [(node.module or "").split(".")[0]]
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module":
+                roots = ["import_module"]
+            else:
+                continue
+            offenders += [f"{name}:{node.lineno} {root}" for root in roots if root in methods | {"import_module"}]
+    assert offenders == []

@@ -18,10 +18,10 @@ import torch
 from shared_utils.frames import VideoEntry
 
 CACHE_FORMAT = 2  # bump when the layout of a cache file or the meaning of a key field changes
-# Source files whose code shapes the features besides the method's own package (sampling, decoding, transforms).
+# Source files whose code shapes the features besides the method's own package: the protocol (this package) and
+# the shared sampling, decoding and transforms.
+EVALUATION_CODE = ("evaluate.py", "feature_cache.py", "registry.py")
 SHARED_FEATURE_CODE = (
-    "evaluate.py",
-    "feature_cache.py",
     "frames.py",
     "frame_files.py",
     "transforms.py",
@@ -41,10 +41,12 @@ def feature_code_version(method: str) -> str:
     """Hash of the source of the method's package (its feature hook and the networks it builds) and of the shared
     sampling / decoding / transform code: editing any of them invalidates the feature caches."""
     package = os.path.dirname(importlib.util.find_spec(method).origin)
-    shared = os.path.dirname(os.path.abspath(__file__))
+    evaluation = os.path.dirname(os.path.abspath(__file__))
+    shared = os.path.dirname(importlib.util.find_spec("shared_utils").origin)
     files = [
         os.path.join(folder, name) for folder, _, names in os.walk(package) for name in names if name.endswith(".py")
     ]
+    files += [os.path.join(evaluation, name) for name in EVALUATION_CODE]
     files += [os.path.join(shared, name) for name in SHARED_FEATURE_CODE]
     parts = []
     for path in sorted(files):

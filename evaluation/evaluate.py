@@ -1,9 +1,9 @@
 """One evaluation protocol for all four methods: cached clip features -> kNN, linear probe, retrieval.
 
-    python -m shared_utils.evaluate --method memdpc --ckpt runs/memdpc/model_best.pth.tar \
+    python -m evaluation --method memdpc --ckpt runs/memdpc/model_best.pth.tar \
         --list_dir data/lists --dataset ucf101 --split 1 --num_clips 10 --out results/
 
-Each method exposes `<method>.features.build_clip_encoder(ckpt, **overrides)`: a module taking uint8 clips
+Each method exposes `<method>.features.build_clip_encoder(ckpt, **overrides)` (listed in evaluation.registry): a module taking uint8 clips
 [B, T, H, W, 3] (T = num_frames at frame_stride, H = W = crop_size) and returning features [B, D]. This module
 samples the clips the same way for every method (N uniform clips per video, short side resized to crop_size,
 center crop), averages the clip features per video, caches them, and scores them with:
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import importlib
 import json
 import os
 import time
@@ -29,14 +28,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shared_utils import feature_cache
+from evaluation import feature_cache
+from evaluation.registry import METHODS, build_clip_encoder
 from shared_utils.cli import ArgumentParser, fail, require_dir, require_file, run_cli
 from shared_utils.data import DataWarnings, build_loader, collate_skip_none
 from shared_utils.frames import FrameClipDataset, VideoEntry, read_class_index, read_frame_csv
 from shared_utils.logger import progress
 from shared_utils.transforms import center_crop, resize
 
-METHODS = ("memdpc", "vtdl", "videomoco", "cpd")
 RECALL_KS = (1, 5, 10, 20, 50)
 FRAME_TEMPLATE = "image_{:05d}.jpg"
 
@@ -340,9 +339,8 @@ def evaluate(args) -> dict:
     start = time.time()
     check_args(args)
     split, classes = load_split(args.list_dir, args.dataset, args.split)  # lists and data before the model
-    features_module = importlib.import_module(f"{args.method}.features")
-    encoder = features_module.build_clip_encoder(
-        args.ckpt or None, load_weights=not args.random_init, **parse_overrides(args.override)
+    encoder = build_clip_encoder(
+        args.method, args.ckpt or None, load_weights=not args.random_init, **parse_overrides(args.override)
     )
     weights_hash = "random-init" if args.random_init else file_hash(args.ckpt or None)
     ckpt_hash = (
