@@ -31,7 +31,14 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from process_data.synth_render import CLASSES, DEFAULT_POOL, appearance_pool, render_video, sample_video_spec
+from process_data.synth_render import (
+    CAPTION_STYLES,
+    CLASSES,
+    DEFAULT_POOL,
+    appearance_pool,
+    render_video,
+    sample_video_spec,
+)
 from shared_utils.cli import ArgumentParser, fail, run_cli
 
 CODECS = {"avi": ("mpeg4", "mjpeg"), "mp4": ("libx264", "mpeg4")}
@@ -99,8 +106,9 @@ def _make_video(video: SynthVideo, cfg: dict, video_dir: str, codec: str) -> str
     rng = video_rng(cfg["seed"], video)
     pool = appearance_pool(cfg["seed"], cfg["pool"]) if cfg["pool"] else None
     spec = sample_video_spec(
-        rng, video.cls, cfg["frames"], cfg["width"], cfg["height"], cfg["noise"], pool=pool, camera=cfg["camera"]
-    )
+        rng, video.cls, cfg["frames"], cfg["width"], cfg["height"], cfg["noise"], pool=pool, camera=cfg["camera"],
+        captions=cfg.get("captions", "scene"),
+    )  # fmt: skip
     path = os.path.join(video_dir, video.cls, video.filename)
     if not os.path.isfile(path):
         write_video(path, render_video(spec, rng), cfg["fps"], codec)
@@ -173,6 +181,7 @@ def generate(
     noise: float = 2.0,
     pool: int = DEFAULT_POOL,
     camera: bool = True,
+    captions: str = "scene",
     workers: int = 1,
     overwrite: bool = False,
     verbose: bool = True,
@@ -188,6 +197,8 @@ def generate(
         fail(f"--width/--height must be even and >= 16 (4:2:0 video), got {width}x{height}")
     if workers < 1:
         fail(f"-j/--workers must be >= 1, got {workers}")
+    if captions not in CAPTION_STYLES:
+        fail(f"--captions must be one of {', '.join(CAPTION_STYLES)}, got '{captions}'")
     if os.path.exists(out) and not os.path.isdir(out):
         fail(f"--out '{out}' exists and is not a directory")
     codec = codec or CODECS[ext][0]
@@ -197,6 +208,8 @@ def generate(
     cfg = {k: v for k, v in locals().items() if k in config_keys} | dict(
         ext=ext, codec=codec, noise=noise, pool=pool, camera=camera
     )
+    if captions != "scene":  # recorded only when not the default, so datasets made before the option still match
+        cfg["captions"] = captions
     _check_config(out, cfg, overwrite)
     start = time.perf_counter()
     videos = plan_videos(classes, train_per_class, test_per_class, ext)
@@ -259,6 +272,12 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
         dest="camera",
         action="store_false",
         help="keep the background still (default: it moves with the shapes, a camera motion of the class)",
+    )
+    p.add_argument(
+        "--captions",
+        default="scene",
+        choices=CAPTION_STYLES,
+        help="scene: name every shape, the background and the motion; motion: name the motion only",
     )
     p.add_argument("-j", "--workers", type=int, default=1, help="parallel processes (joblib)")
     p.add_argument("--overwrite", action="store_true", help="delete existing videos made with other settings")

@@ -65,6 +65,16 @@ TEMPLATES = (
     "on a {bg} background, {subject} {verb}",
     "{subject} {verb} while the {bg} background stays still",
 )
+# --captions motion: the words name the motion and nothing a single frame shows (no colours, shapes or background),
+# so matching video to text needs the motion, the way a real caption names the action.
+MOTION_TEMPLATES = (
+    "{subject} {verb}",
+    "{subject} {verb} across the frame",
+    "watch {subject} {verb}",
+    "{subject} {verb} the whole time",
+)
+MOTION_SUBJECTS = (("the shape", "the shapes"), ("an object", "some objects"), ("something", "a few things"))
+CAPTION_STYLES = ("scene", "motion")
 PALETTE = {
     "red": (215, 40, 40),
     "green": (40, 165, 60),
@@ -292,6 +302,7 @@ def sample_video_spec(
     appearance: bool = True,
     pool: tuple[list[Look], list[Look]] | None = None,
     camera: bool = False,
+    captions: str = "scene",
 ) -> VideoSpec:
     """Draw one video of class `cls`. Every draw is class-independent except which coordinates move.
 
@@ -323,8 +334,22 @@ def sample_video_spec(
         cls, n_frames, width, height, background, background_look.texture, background_look.colour, shapes,
         shift, zoom, spin, tau=tau, direction=direction, noise=noise, camera=camera,
     )  # fmt: skip
-    spec.caption = make_caption(spec, rng)
+    spec.caption = make_caption(spec, rng) if captions == "scene" else make_motion_caption(spec, rng)
     return spec
+
+
+def make_motion_caption(spec: VideoSpec, rng: np.random.Generator) -> str:
+    """One line naming the motion only (a generic subject, singular or plural by the number of shapes). It draws
+    from `rng` after all the geometry and as often as make_caption, so the videos do not depend on the style."""
+    plural = len(spec.shapes) > 1
+    singular_verb, plural_verb = VERBS[spec.cls][rng.integers(len(VERBS[spec.cls]))]
+    # one draw for (template, subject): the same two draws as make_caption, so the noise that follows is the same
+    template_index, subject_index = divmod(
+        int(rng.integers(len(MOTION_TEMPLATES) * len(MOTION_SUBJECTS))), len(MOTION_SUBJECTS)
+    )
+    template, subject = MOTION_TEMPLATES[template_index], MOTION_SUBJECTS[subject_index][int(plural)]
+    text = template.format(subject=subject, verb=plural_verb if plural else singular_verb)
+    return text[0].upper() + text[1:]
 
 
 def make_caption(spec: VideoSpec, rng: np.random.Generator) -> str:

