@@ -34,7 +34,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 # The demo dataset: big enough that one test video is 0.6 points (160 test videos), small enough to build in ~1 min.
-SYNTH_FLAGS = "--classes 8 --train_per_class 40 --test_per_class 20 --frames 24 --width 96 --height 72 --captions motion -j 2"
+SYNTH_FLAGS = (
+    "--classes 8 --train_per_class 40 --test_per_class 20 --frames 24 --width 96 --height 72 --captions motion -j 2"
+)
 
 
 def training_captions(data: str) -> list[str]:
