@@ -4,7 +4,8 @@
                            [--seeds 0] [--num_clips 2]
 
 1. Build the synthetic UCF101-format dataset (8 flip-invariant motion classes, a small shared appearance pool,
-   40 train + 20 test videos per class: 320 / 160) and run it through process_data (frames, split lists).
+   40 train + 20 test videos per class: 320 / 160; 24 frames of 96x72, so ~1.4 px of motion per frame; captions
+   that name the motion only) and run it through process_data (frames, split lists).
 2. Pretrain each method with its own entry point and a demo-sized recipe (width multiplier, small crops, short
    clips; the recipes are the RECIPES table below), once per seed; the checkpoint is snapshotted as it is
    rewritten, for the learning curves.
@@ -76,6 +77,12 @@ class DemoRecipe:
     extra: dict = field(default_factory=dict)
 
 
+# Demo-only settings (the real commands keep the papers' defaults), each with what it changed when measured
+# (README "What make demo shows"): 1/4 width, 48 px, 8-20 frame clips (CPU budget); MemDPC --ds 1 and CPD
+# --stride_size 1 (the 24-frame videos); VTDL --nce_k 256 --alpha 0.99 and VideoMoCo --moco-k 256 --moco-m 0.99
+# (the queue below the 320 training videos, so a video is not its own negative; a key encoder that moves within
+# a few hundred iterations); VideoMoCo --fix two_clips,per_clip_aug (the released per-frame draws flip and
+# jitter every frame on its own, which hides the motion the classes are made of).
 RECIPES: dict[str, DemoRecipe] = {
     "memdpc": DemoRecipe(
         cwd="memdpc",
