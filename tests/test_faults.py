@@ -289,12 +289,12 @@ def workspace(synth_dataset, tmp_path_factory):
 def _entry_points():
     """name -> (callable running argv like the script's __main__, tiny good argv built from the workspace W)."""
     from cpd.main import main as cpd_main
+    from evaluation import evaluate as unified
     from memdpc.main import main as memdpc_main
     from memdpc.opts import get_args_parser as memdpc_parser
     from memdpc.opts import get_eval_args_parser as memdpc_eval_parser
     from memdpc.test import main as memdpc_test
     from process_data import extract_frames, resize_video, synth, write_splits
-    from shared_utils import evaluate as unified
     from shared_utils.cli import run_cli
     from videomoco import eval as vm_eval
     from videomoco import train as vm_train
