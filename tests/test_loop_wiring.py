@@ -280,29 +280,40 @@ def test_videomoco_d_step_ema_with_pre_step_query_decayed_loss_and_enqueue():
     assert q_ref.shape == (2, 8)
 
 
-@pytest.mark.parametrize("g_grad", ["released", "pure"])
-def test_videomoco_adversarial_step_generator_gradients(g_grad):
-    """G's gradient = grad L_G (+ grad L_D through the straight-through frame drop with --g_grad released),
-    from a D fed the frame-dropped query; D's own step sees L_D only."""
-    from videomoco.loss import generator_loss
+def generator_step_case():
+    """G, D, a batch and a deep copy of G and D run forward on it (x_fake -> D): the reference for G's gradient."""
     from videomoco.model import MaskGenerator
-    from videomoco.train import train_step
 
     torch.manual_seed(3)
     G, D = MaskGenerator(num_frames=4, crop_size=16, drop=1), tiny_d()
     x_q, x_k = videomoco_batch()
     G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
     x_fake, _ = G2(x_q)
-    q, q_real, logits, labels = D2(x_fake, x_k, 0.5, im_q_real=x_q)
+    return G, D, (x_q, x_k), list(G2.parameters()), D2(x_fake, x_k, 0.5, im_q_real=x_q)
+
+
+def run_generator_step(G, D, batch, args) -> dict:
+    """One adversarial train_step at lr 0 (the step keeps the gradients for inspection)."""
+    from videomoco.train import train_step
+
+    opt_g = torch.optim.SGD(G.parameters(), lr=0.0)
+    opt_d = torch.optim.SGD(D.encoder_q.parameters(), lr=0.0)
+    return train_step(G, D, lambda x: x, batch, opt_g, opt_d, True, 0.5, args)
+
+
+@pytest.mark.parametrize("g_grad", ["released", "pure"])
+def test_videomoco_adversarial_step_generator_gradients(g_grad):
+    """G's gradient = grad L_G (+ grad L_D through the straight-through frame drop with --g_grad released),
+    from a D fed the frame-dropped query; D's own step sees L_D only."""
+    from videomoco.loss import generator_loss
+
+    G, D, batch, g_params, (q, q_real, logits, labels) = generator_step_case()
     loss_g = generator_loss(q, q_real, 100.0)
-    g_params = list(G2.parameters())
     grad_lg = torch.autograd.grad(loss_g, g_params, retain_graph=True)
     grad_ld = torch.autograd.grad(F.cross_entropy(logits, labels), g_params)
     assert sum(g.abs().sum() for g in grad_ld) > 0  # L_D reaches G through the frame drop
     want = [a + b for a, b in zip(grad_lg, grad_ld)] if g_grad == "released" else list(grad_lg)
-    opt_g = torch.optim.SGD(G.parameters(), lr=0.0)  # lr 0: the step keeps the gradients for inspection
-    opt_d = torch.optim.SGD(D.encoder_q.parameters(), lr=0.0)
-    out = train_step(G, D, lambda x: x, (x_q, x_k), opt_g, opt_d, True, 0.5, videomoco_args(g_grad=g_grad))
+    out = run_generator_step(G, D, batch, videomoco_args(g_grad=g_grad))
     assert out["loss_g"] == pytest.approx(loss_g.item(), rel=1e-5) and out["loss_g"] < 0
     assert_all_close([p.grad for p in G.parameters()], want, rtol=1e-4, atol=1e-6)
 
@@ -312,23 +323,12 @@ def test_videomoco_released_generator_step_carries_the_discriminator_gradient(g_
     """With L_G switched off (weight 0), G's gradient is exactly grad L_D through the frame drop (released) or
     nothing (--fix pure_g_grad): the part of the released G step that the test above cannot resolve, because
     grad L_G is orders of magnitude larger there."""
-    from videomoco.model import MaskGenerator
-    from videomoco.train import train_step
-
-    torch.manual_seed(3)
-    G, D = MaskGenerator(num_frames=4, crop_size=16, drop=1), tiny_d()
-    x_q, x_k = videomoco_batch()
-    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
-    x_fake, _ = G2(x_q)
-    _, _, logits, labels = D2(x_fake, x_k, 0.5, im_q_real=x_q)
-    grad_ld = torch.autograd.grad(F.cross_entropy(logits, labels), list(G2.parameters()))
+    G, D, batch, g_params, (_, _, logits, labels) = generator_step_case()
+    grad_ld = torch.autograd.grad(F.cross_entropy(logits, labels), g_params)
     scale = max(float(g.abs().max()) for g in grad_ld)
     assert scale > 0  # L_D reaches G (tiny through the straight-through drop: the tolerance is relative to it)
     want = list(grad_ld) if g_grad == "released" else [torch.zeros_like(g) for g in grad_ld]
-    opt_g = torch.optim.SGD(G.parameters(), lr=0.0)
-    opt_d = torch.optim.SGD(D.encoder_q.parameters(), lr=0.0)
-    args = videomoco_args(g_grad=g_grad, g_loss_weight=0.0)
-    train_step(G, D, lambda x: x, (x_q, x_k), opt_g, opt_d, True, 0.5, args)
+    run_generator_step(G, D, batch, videomoco_args(g_grad=g_grad, g_loss_weight=0.0))
     assert_all_close([p.grad for p in G.parameters()], want, rtol=1e-4, atol=1e-4 * scale)
 
 
