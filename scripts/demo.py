@@ -231,6 +231,13 @@ def load_entries(data: str):
     return subsets["train"][0], subsets["test"][0], classes
 
 
+def test_captions(data: str) -> dict[str, str]:
+    """Video stem (v_Class_gXX_cYY) -> its caption, from the synthetic dataset's captions.tsv."""
+    with open(os.path.join(data, "raw", "captions.tsv")) as handle:
+        pairs = [line.rstrip("\n").split("\t", 1) for line in handle if line.strip()]
+    return {os.path.splitext(os.path.basename(name))[0]: caption for name, caption in pairs}
+
+
 def checkpoint_epoch(path: str) -> float:
     """Epochs completed when `path` was written (each method stores them as 'epoch')."""
     import torch
@@ -253,7 +260,13 @@ def memdpc_pretext(run_dir: str) -> dict:
 
 
 def evaluate_run(method: str, seed: int, trained: dict, splits, args, curve: bool) -> dict:
-    from scripts.demo_scoring import build_encoder, evaluate_encoder, paired_margin, train_supervised
+    from scripts.demo_scoring import (
+        build_encoder,
+        cpd_video_text_retrieval,
+        evaluate_encoder,
+        paired_margin,
+        train_supervised,
+    )
 
     train_entries, test_entries, classes = splits
     start = time.perf_counter()
@@ -274,6 +287,10 @@ def evaluate_run(method: str, seed: int, trained: dict, splits, args, curve: boo
     }
     if method == "memdpc":
         row["pretext"]["dense"] = memdpc_pretext(trained["run"])
+    if method == "cpd":
+        row["pretext"]["retrieval"] = cpd_video_text_retrieval(
+            trained["final"], test_entries, test_captions(args.data), args.num_clips
+        )
     if curve:
         row["curve"] = learning_curve(method, trained["snapshots"], train_entries, test_entries, args)
     if args.supervised_iters and curve:
@@ -321,21 +338,37 @@ def format_table(rows: list[dict]) -> str:
     )
     lines = [head, "|" + "---|" * 11]
     for r in rows:
-        pretext = r["pretext"].get("dense") or r["pretext"]["instance"]["ssl"]
-        rnd_pretext = r["pretext"]["instance"]["random"]["value"] if "dense" not in r["pretext"] else None
-        pretext_cell = f"{pretext['name']}: {pretext['value']:.1f}" + (
-            f" / {rnd_pretext:.1f}" if rnd_pretext is not None else ""
-        )
-        pretext_cell += f" ({pretext['chance']:.1f})"
-        sup = r.get("supervised")
-        sup_cell = f"{sup['linear_top1']:.1f} / {sup['knn1_top1']:.1f}" if sup else "-"
-        lines.append(
-            f"| {r['method']} | {r['seed']} | {r['pretrain_minutes']:.1f} | "
-            f"{r['ssl']['linear_top1']:.1f} / {r['random']['linear_top1']:.1f} | {_cell(r['margin']['linear'])} | "
-            f"{r['ssl']['knn1_top1']:.1f} / {r['random']['knn1_top1']:.1f} | {_cell(r['margin']['knn1'])} | "
-            f"{'yes' if r['verdict'] else 'NO'} | {sup_cell} | {pretext_cell} | {r['random']['effective_rank']:.1f} |"
-        )
+        lines.append(f"| {r['method']} | {r['seed']} | " + " | ".join(_row_cells(r)) + " |")
     return "\n".join(lines)
+
+
+def _pretext_cell(r: dict) -> str:
+    """The method's own pretext metric on held-out data, value (random init where measured) and chance."""
+    own = r["pretext"].get("dense") or r["pretext"].get("retrieval")
+    if own is None:
+        inst = r["pretext"]["instance"]
+        ssl, rnd = inst["ssl"], inst["random"]
+        return f"{ssl['name']}: {ssl['value']:.1f} / {rnd['value']:.1f} ({ssl['chance']:.1f})"
+    cell = f"{own['name']}: {own['value']:.1f} ({own['chance']:.1f})"
+    if "same_motion" in own:
+        cell += f"; same motion {own['same_motion']:.1f} ({own['same_motion_chance']:.1f})"
+    return cell
+
+
+def _row_cells(r: dict) -> list[str]:
+    """The table cells of one row after method and seed."""
+    sup = r.get("supervised")
+    return [
+        f"{r['pretrain_minutes']:.1f}",
+        f"{r['ssl']['linear_top1']:.1f} / {r['random']['linear_top1']:.1f}",
+        _cell(r["margin"]["linear"]),
+        f"{r['ssl']['knn1_top1']:.1f} / {r['random']['knn1_top1']:.1f}",
+        _cell(r["margin"]["knn1"]),
+        "yes" if r["verdict"] else "NO",
+        f"{sup['linear_top1']:.1f} / {sup['knn1_top1']:.1f}" if sup else "-",
+        _pretext_cell(r),
+        f"{r['random']['effective_rank']:.1f}",
+    ]
 
 
 def seed_summary(rows: list[dict], tuned: list[int], verdict_seed: int | None) -> str:

@@ -175,3 +175,64 @@ def train_supervised(
         epoch += 1
     encoder.supervised_train_acc = 100 * hits / max(seen, 1)
     return encoder.eval()
+
+
+# ------------------------------------------------------------------------------------------ CPD pretext
+
+
+class _CPDVideoEmbedding(torch.nn.Module):
+    """The CPD pretraining model's video side as a clip encoder: f_v = normalize(vis_emb(backbone(clip)))."""
+
+    def __init__(self, clip_encoder, vis_emb: torch.nn.Module) -> None:
+        super().__init__()
+        self.clip_encoder, self.vis_emb = clip_encoder, vis_emb
+        self.num_frames, self.frame_stride = clip_encoder.num_frames, clip_encoder.frame_stride
+        self.crop_size = clip_encoder.crop_size
+
+    @torch.no_grad()
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.vis_emb(self.clip_encoder(clips)).float(), dim=1)
+
+
+def cpd_video_text_retrieval(ckpt: str, entries: list[VideoEntry], captions: dict[str, str], num_clips: int) -> dict:
+    """CPD's pretext on held-out pairs: each test video's embedding (mean over the protocol's clips) ranks the
+    captions of all test videos by cosine to their text embeddings. `value`: its own caption first (chance 1/N);
+    `same_motion`: the first caption is one of a video of its class (chance: the share of such captions)."""
+    import argparse
+
+    from cpd.features import build_clip_encoder as build_cpd_clip_encoder
+    from cpd.model import build_model
+    from cpd.text import encode_caption, load_text_encoder, load_tokenizer
+    from shared_utils.checkpoint import extract_state_dict, load_checkpoint, strip_prefix
+
+    blob = load_checkpoint(ckpt)
+    saved = argparse.Namespace(**blob["args"])
+    state = strip_prefix(extract_state_dict(blob, ("state_dict", "model")), ("module.",))
+    model = build_model(saved, int(state["vis_memory"].shape[0]), load_text_encoder(saved.text_model, verbose=False))
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    video = _CPDVideoEmbedding(build_cpd_clip_encoder(ckpt), model.vis_emb)
+    clips = encode_split(video, entries, num_clips, "cpd video->text")
+    if len(clips.video_ids) != len(entries):
+        raise RuntimeError(f"cpd retrieval: {len(entries) - len(clips.video_ids)} test videos could not be read")
+    f_v = F.normalize(clips.features.mean(dim=1), dim=1)
+    tokenizer = load_tokenizer(getattr(saved, "tokenizer", None) or saved.text_model)
+    stems = [e.path.rstrip("/").rsplit("/", 1)[-1] for e in entries]
+    tokens = torch.stack([encode_caption(tokenizer, captions[s], saved.max_text_len) for s in stems])
+    with torch.no_grad():
+        f_t = model.encode_text(tokens)
+    return video_text_ranking(f_v, f_t, torch.tensor([e.label for e in entries]))
+
+
+def video_text_ranking(f_v: torch.Tensor, f_t: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Row i of f_v ranks the rows of f_t (unit vectors, row i = video i's caption): own caption first (R@1,
+    chance 1/N) and first caption of the same class (chance: the share of same-class pairs)."""
+    first = (f_v @ f_t.T).argmax(dim=1)
+    same_class_share = float((labels[:, None] == labels[None, :]).float().mean())
+    return {
+        "name": "video->text R@1, held-out captions",
+        "value": 100 * float((first == torch.arange(len(labels))).float().mean()),
+        "chance": 100 / len(labels),
+        "same_motion": 100 * float((labels[first] == labels).float().mean()),
+        "same_motion_chance": 100 * same_class_share,
+    }

@@ -16,7 +16,12 @@ sys.path.insert(0, REPO)
 
 from evaluation.evaluate import FeatureSet  # noqa: E402
 from scripts import demo  # noqa: E402
-from scripts.demo_scoring import feature_health, instance_discrimination, paired_margin  # noqa: E402
+from scripts.demo_scoring import (  # noqa: E402
+    feature_health,
+    instance_discrimination,
+    paired_margin,
+    video_text_ranking,
+)
 
 
 def test_paired_margin_is_the_mean_difference_with_its_paired_standard_error():
@@ -51,6 +56,16 @@ def test_instance_discrimination_on_held_out_clips():
     # first vs LAST clip: a third, middle clip that matches would not count
     mixed = torch.cat([videos, torch.randn(50, 1, 16), torch.randn(50, 1, 16)], dim=1)
     assert instance_discrimination(FeatureSet(mixed, torch.zeros(50), []))["value"] < 20.0
+
+
+def test_video_text_ranking_scores_own_caption_and_same_motion_against_their_chance():
+    labels = torch.tensor([0, 0, 1, 1])
+    f_t = torch.eye(4)
+    # video 0 finds its caption, video 1 the other class-0 caption, videos 2 and 3 a caption of the wrong class
+    f_v = torch.eye(4)[[0, 0, 1, 0]]
+    out = video_text_ranking(f_v, f_t, labels)
+    assert out["value"] == pytest.approx(25.0) and out["chance"] == pytest.approx(25.0)
+    assert out["same_motion"] == pytest.approx(50.0) and out["same_motion_chance"] == pytest.approx(50.0)
 
 
 @pytest.mark.parametrize("method", sorted(demo.RECIPES))
