@@ -317,3 +317,28 @@ def test_benchmark_train_step_learns_and_keeps_text_frozen():
         text_moved = any(k.startswith("textual_encoder.") for k in moved)
         assert text_moved == updbert
         assert info["method"] == "cpd" and info["batch_size"] == 2 and "ResNet-10-A 4x32px" in info["config"]
+
+
+def test_overfitting_a_fixed_batch_drives_the_nce_loss_down(tmp_path):
+    """The full pretraining step (scores against both memory banks, NCE loss of both directions, SGD, memory
+    update) learns a fixed batch of 4 pairs: over 40 steps the loss falls to below 3/4 of its first steps' (measured
+    over seeds 0-4: 0.52-0.73)."""
+    from cpd.loss import cpd_loss
+    from cpd.make_text_model import write_text_model
+    from cpd.text import load_text_encoder
+
+    torch.manual_seed(0)
+    text = load_text_encoder(write_text_model(str(tmp_path / "text"), "distilbert", "tiny"), verbose=False)
+    model = CPD(resnet3d(10, num_classes=4, width_mult=0.25), text, 4, emb_dim=32, K=16).train()
+    v, t, idx = torch.randn(4, 3, 4, 32, 32), torch.randint(1000, 2000, (4, 8)), torch.arange(4)
+    optimizer = torch.optim.SGD(pretraining_param_groups(model, 0.1), lr=0.1, momentum=0.9)
+    losses = []
+    for _ in range(40):
+        out_v, out_t = model(v, t, idx)
+        loss, _ = cpd_loss(out_v, out_t, 4)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(math.isfinite(x) for x in losses)
+    assert sum(losses[-5:]) < 0.75 * sum(losses[:5]), losses
