@@ -266,3 +266,47 @@ def test_uint8_normalisation_equals_the_float_formula_in_every_layout(layout):
     out = T.normalize(clip, **layout)
     assert out.dtype == torch.float32 and out.is_contiguous() and out.shape == ref.shape
     assert torch.allclose(out, ref, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------- decoding
+
+
+def _write_bframe_video(path: str, n: int = 90) -> np.ndarray:
+    """An H.264 video with B-frames (none referenced: b-pyramid off) and key frames every 30; returns the
+    frames as a plain full decode sees them."""
+    import av
+
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"bframes": "3", "b-pyramid": "none", "b-adapt": "0", "g": "30", "crf": "18"}
+        for i in range(n):
+            img = np.roll(_coloured_frame(48, 64, seed=9), 2 * i, axis=1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(path) as container:
+        frames = list(container.decode(container.streams.video[0]))
+        assert sum(int(f.pict_type) == 3 for f in frames) > n // 3  # B-frames (AV_PICTURE_TYPE_B): skippable
+        return np.stack([f.to_ndarray(format="rgb24") for f in frames])
+
+
+def test_decoders_skipping_unwanted_frames_return_the_frames_of_a_full_decode(tmp_path):
+    """decode_frames (VideoMoCo, VTDL videos) and CPD's decode_clip send the packets of frames they do not return
+    with skip_frame NONREF; what they return equals the same frames of a plain decode of the whole video."""
+    from cpd.decoder import decode_clip, source_indices
+    from shared_utils.video import decode_frames
+
+    path = str(tmp_path / "b.mp4")
+    full = _write_bframe_video(path)
+    for indices in ([0, 1, 2, 3], list(range(10, 42)), list(range(3, 80, 4)), [5, 60, 61, 89], list(range(58, 90))):
+        assert np.array_equal(decode_frames(path, indices), full[indices]), indices
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        n, fps, duration = stream.frames, float(stream.average_rate), stream.duration
+    for k in range(10):
+        want = source_indices(n, fps, duration, 8, 4, k, 10)
+        assert np.array_equal(decode_clip(path, 8, 4, k, 10), full[want]), k
