@@ -42,6 +42,7 @@ sys.path.insert(0, os.path.dirname(HERE))  # the repository root, when run as a 
 
 from bench import original_recipes as orig  # noqa: E402
 from shared_utils.data import unpack_index  # noqa: E402
+from shared_utils import transforms as T  # noqa: E402
 from shared_utils.frames import VideoEntry, load_frames  # noqa: E402
 
 METHODS = ("memdpc", "vtdl", "videomoco", "cpd")
@@ -105,7 +106,8 @@ def memdpc_variants(root: str, size: str) -> dict[str, Callable[[int], object]]:
     for v, folder in enumerate(folders):
         make_frame_folder(folder, n, height, width, "image_%05d.jpg", 100, seed=v)
     entries = [VideoEntry(f, n, 0, os.path.basename(f)) for f in folders]
-    dataset = BlockDataset(entries, 8, 5, 3, pretrain_transform(img_dim, blocks=8), "image_{:05d}.jpg")
+    transform = pretrain_transform(img_dim, blocks=8, defer_normalize=True)  # as build_dataset: uint8 blocks
+    dataset = BlockDataset(entries, 8, 5, 3, transform, "image_{:05d}.jpg")
 
     def indices(i: int) -> np.ndarray:  # the frames the project's i-th sample reads
         return dataset.frame_indices(n, unpack_index((i % 2, i))[1])
@@ -115,6 +117,7 @@ def memdpc_variants(root: str, size: str) -> dict[str, Callable[[int], object]]:
         "project": lambda i: dataset[(i % 2, i)],
         "floor": lambda i: load_frames(folders[i % 2], indices(i), "image_{:05d}.jpg"),
         "_settings": f"8x5 frames ds 3, {img_dim} px, {width}x{height} JPEG q100",
+        "_device": lambda out: (T.device_normalize(out[0][None], channel_dim=2)[0], *out[1:]),  # MemDPC.forward
     }
 
 
@@ -144,6 +147,7 @@ def vtdl_variants(root: str, size: str) -> dict[str, Callable[[int], object]]:
         "project": lambda i: dataset[(i % 2, i)],
         "floor": floor,
         "_settings": f"3 clips x 16 frames stride 4, {crop} crop, {width}x{height} JPEG q95, one-of-four jitter",
+        "_device": lambda out: ([T.device_normalize(c[None])[0] for c in out[0]], *out[1:]),  # runtime.to_device
     }
 
 
@@ -176,11 +180,12 @@ def videomoco_variants(root: str, size: str) -> dict[str, Callable[[int], object
         "_settings": f"2 views of {fpc} frames, {crop} crop, 340x256 H.264 30 fps"
         if size == "full"
         else f"2 views of {fpc} frames, {crop} crop",
+        "_device": lambda out: (*(T.device_normalize(v, mean=None) for v in out[:2]), out[2]),  # VideoMoCoAugment
     }
 
 
 def cpd_variants(root: str, size: str) -> dict[str, Callable[[int], object]]:
-    from cpd.dataset import train_transform
+    from cpd.dataset import device_normalize_clips, train_transform
     from cpd.decoder import decode_clip
 
     paths, _ = _videos(root, size)
@@ -188,7 +193,7 @@ def cpd_variants(root: str, size: str) -> dict[str, Callable[[int], object]]:
 
     def project(i):
         rng = np.random.default_rng(i)
-        return train_transform(decode_clip(paths[i % 2], 16, 4, -1, 1, rng), crop, rng)
+        return train_transform(decode_clip(paths[i % 2], 16, 4, -1, 1, rng), crop, rng, defer_normalize=True)
 
     def baseline(i):
         random.seed(i)
@@ -199,6 +204,7 @@ def cpd_variants(root: str, size: str) -> dict[str, Callable[[int], object]]:
         "project": project,
         "floor": lambda i: decode_clip(paths[i % 2], 16, 4, -1, 1, np.random.default_rng(i)),
         "_settings": f"16 frames stride 4 (30 fps reference), {crop} crop, scale jitter, 340x256 H.264 30 fps",
+        "_device": lambda out: device_normalize_clips(out[None])[0],  # cpd.main's training step
     }
 
 
@@ -250,6 +256,7 @@ def machine() -> dict:
 def bench_method(method: str, root: str, size: str, rounds: int, items: int) -> dict:
     fns = VARIANTS[method](root, size)
     settings = fns.pop("_settings")
+    fns.pop("_device")
     rates = interleaved_rates(fns, rounds, items)
     med = {name: statistics.median(values) for name, values in rates.items()}
     row = {

@@ -1,9 +1,11 @@
 """PyAV decoding and temporal sampling of the original (SlowFast-derived; CPD spec §2.3).
 
 A clip spans `stride * num_frames * fps / 30` source frames (a 30-fps reference); its start is uniform over the
-possible starts (training) or clip k of K (test: start = delta * k / K). With a known stream duration only the
-frames between the start and end timestamps are decoded (after a backward seek to a key frame), plus the first
-frame past the end; `num_frames` are then picked at linspace(0, clip - 1) truncated toward zero. Fixes against
+possible starts (training) or clip k of K (test: start = delta * k / K). With a known stream duration the original
+decodes the frames between the start and end timestamps (after a backward seek to a key frame), plus the first
+frame past the end, and picks `num_frames` of them at linspace(0, clip - 1) truncated toward zero. We read that
+list of timestamps from the packets, pick the same frames, and decode only up to the last picked one, skipping
+the frames no picked frame references (skip_frame NONREF); the full decode remains the fallback. Fixes against
 the original: no `av.logging.set_level` (with threaded decoding it deadlocks in `close()` on PyAV 18), containers
 are always closed, and a stream without a frame count is decoded whole instead of failing on a division by zero.
 """
@@ -50,6 +52,58 @@ def _decode_range(container, stream, start_pts: int, end_pts: int) -> list:
     return [frames[pts] for pts in sorted(frames)]
 
 
+REORDER = 16  # packets read past end_pts: H.264 / HEVC reorder at most 16 frames, so no earlier pts can follow
+
+
+def _range_packets(container, stream, start_pts: int, end_pts: int) -> tuple[list, list[int]] | None:
+    """The packets from the same backward seek as `_decode_range` through REORDER packets past end_pts, and the
+    pts of the frames `_decode_range` keeps (start_pts <= pts <= end_pts sorted, then the first pts past end_pts),
+    read from the packets without decoding. None when a packet has no pts (then the frames must be decoded)."""
+    container.seek(max(start_pts - SEEK_MARGIN, 0), any_frame=False, backward=True, stream=stream)
+    packets, past = [], 0
+    for packet in container.demux(stream):
+        if packet.size == 0 and packet.pts is None:
+            continue  # the flush packet at the end of the file
+        if packet.pts is None:
+            return None
+        packets.append(packet)
+        past += packet.pts > end_pts
+        if past > REORDER:
+            break
+    pts = sorted({p.pts for p in packets if p.pts >= start_pts})
+    kept = [q for q in pts if q <= end_pts]
+    return packets, kept + [q for q in pts if q > end_pts][:1]
+
+
+def _decode_pts(stream, packets: list, wanted: set[int]) -> dict[int, np.ndarray]:
+    """RGB frames of the pts in `wanted`. Every other packet goes in with skip_frame NONREF: the decoder drops
+    it when no frame references it and decodes it as usual otherwise, so the wanted frames are unchanged."""
+    codec, got = stream.codec_context, {}
+    for packet in [*packets, None]:  # None: flush the frames still inside the decoder
+        codec.skip_frame = "DEFAULT" if packet is None or packet.pts in wanted else "NONREF"
+        for frame in stream.decode(packet):
+            if frame.pts in wanted and frame.pts not in got:
+                got[frame.pts] = frame.to_ndarray(format="rgb24")
+        if len(got) == len(wanted):
+            break
+    return got
+
+
+def _decode_picked(container, stream, start_pts: int, end_pts: int, clip_size: float, num_frames: int):
+    """The frames `_decode_range` + linspace_pick return, decoding only what they need (skipping what no
+    returned frame references). None when the packets do not tell (no pts, a frame that fails to decode): the
+    caller then decodes the range as the original did."""
+    found = _range_packets(container, stream, start_pts, end_pts)
+    if found is None or not found[1]:
+        return None
+    packets, kept = found
+    picked = [kept[i] for i in linspace_pick(0, clip_size - 1, num_frames, len(kept)).tolist()]
+    got = _decode_pts(stream, packets, set(picked))
+    if len(got) < len(set(picked)):
+        return None
+    return np.stack([got[q] for q in picked])
+
+
 def _decode_all(container, stream) -> list:
     frames = [f for f in container.decode(stream)]
     if frames and all(f.pts is not None for f in frames):
@@ -81,7 +135,11 @@ def decode_clip(
             if duration is not None and n > 0:
                 start, end = start_end(n, clip_size, clip_idx, num_clips, rng)
                 timebase = duration / n
-                frames = _decode_range(container, stream, int(start * timebase), int(end * timebase))
+                start_pts, end_pts = int(start * timebase), int(end * timebase)
+                picked = _decode_picked(container, stream, start_pts, end_pts, clip_size, num_frames)
+                if picked is not None:
+                    return picked
+                frames = _decode_range(container, stream, start_pts, end_pts)
                 pick_start, pick_end = 0, clip_size - 1
             else:
                 frames = _decode_all(container, stream)

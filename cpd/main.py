@@ -12,7 +12,7 @@ import time
 import torch
 
 from cpd import utils
-from cpd.dataset import InstagramDataset
+from cpd.dataset import InstagramDataset, device_normalize_clips
 from cpd.loss import cpd_loss, nce_accuracy
 from cpd.model import CPD, build_model, pretraining_param_groups, text_groups
 from cpd.opts import fix_on, get_args_parser
@@ -48,6 +48,7 @@ def train_one_epoch(model, loader, optimizer, epoch, args, state, writer, batch_
         if batch is None:
             continue
         v, t, idx = (x.to(args.device, non_blocking=True) for x in batch)  # B,3,T,S,S / B,L / B
+        v = device_normalize_clips(v)  # the loader's uint8 clips -> normalised float, on the device
         if args.channels_last:
             v = v.contiguous(memory_format=torch.channels_last_3d)
         with utils.autocast(args):
@@ -94,6 +95,7 @@ def validate(model, loader, args) -> dict[str, float]:
         if batch is None:
             continue
         v, t, idx = (x.to(args.device) for x in batch)
+        v = device_normalize_clips(v)
         with utils.autocast(args):
             f_v, f_t = bare(v, t)
         feats_v.append(f_v.float()), feats_t.append(f_t.float()), indices.append(idx)

@@ -132,14 +132,17 @@ def _finish(img_dim: int, interp: str) -> list:
     return [Scale(img_dim, interp)]
 
 
-def pretrain_transform(img_dim: int, modality: str = "rgb", interp: str = "nearest", blocks: int = 0) -> T.ClipCompose:
+def pretrain_transform(
+    img_dim: int, modality: str = "rgb", interp: str = "nearest", blocks: int = 0, defer_normalize: bool = False
+) -> T.ClipCompose:
     """Pretraining train AND val: crop -> rescale -> flip -> per-frame channel gray (p .25) -> per-frame colour jitter
     -> normalise. Flow skips the two colour steps (they have no meaning for flow images). blocks > 0: the output
-    is laid out [blocks, C, T / blocks, H, W] in the normalising copy."""
+    is laid out [blocks, C, T / blocks, H, W] in the normalising copy. defer_normalize: the clip stays uint8 and
+    MemDPC.forward normalises it on the batch's device (shared_utils.transforms.device_normalize)."""
     ops = [RandomSizedCrop(CROP, p=1.0), *_finish(img_dim, interp), T.RandomHorizontalFlip(0.5)]
     if modality == "rgb":
         ops += [RandomChannelGray(0.25), FrameColorJitter(0.5, 0.5, 0.5, 0.25, p=1.0, per_frame=True)]
-    return T.ClipCompose([*ops, T.Normalize(blocks=blocks)])
+    return T.ClipCompose([*ops, T.Normalize(blocks=blocks, defer=defer_normalize)])
 
 
 def finetune_transform(

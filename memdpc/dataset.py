@@ -117,7 +117,8 @@ def val_subset(entries: list[VideoEntry], dataset: str, seed: int) -> list[Video
 
 
 class BlockDataset(Dataset):
-    """Train / val clips: item -> (block [N, C, SL, H, W] float, label, index). Draws from the sampler's seed."""
+    """Train / val clips: item -> (block [N, C, SL, H, W], label, index); the block is float, or uint8 from a
+    transform that defers the normalisation to the device. Draws from the sampler's seed."""
 
     def __init__(self, entries, num_seq, seq_len, ds, transform, template, warnings: DataWarnings | None = None):
         self.entries = list(entries)
@@ -227,7 +228,9 @@ def build_dataset(args, split: str, purpose: str = "pretrain", warnings: DataWar
     if split == "val":
         entries = val_subset(entries, args.dataset, args.seed)
     if purpose == "pretrain":
-        transform = pretrain_transform(args.img_dim, args.modality, scale_interpolation(args), blocks=args.num_seq)
+        transform = pretrain_transform(
+            args.img_dim, args.modality, scale_interpolation(args), blocks=args.num_seq, defer_normalize=True
+        )  # uint8 blocks: MemDPC.forward normalises them on the device
     else:
         transform = finetune_transform(
             args.img_dim, split, args.modality, scale_interpolation(args), blocks=args.num_seq

@@ -15,6 +15,7 @@ from memdpc.convrnn import ConvGRU, complete_gru_aliases
 from memdpc.loss import dense_scores, dpc_loss, positive_index, topk_fraction
 from shared_utils.checkpoint import strip_prefix
 from shared_utils.cli import fail
+from shared_utils.transforms import device_normalize
 
 
 def _orthogonal_init(module: nn.Module, gain: float) -> None:
@@ -119,6 +120,7 @@ class MemDPC(_Encoder):
             return dpc_loss(score, positive), topk_fraction(score, positive)
 
     def forward(self, block: torch.Tensor):
+        block = device_normalize(block, channel_dim=2)  # uint8 pretraining blocks [B, N, C, SL, H, W] -> float
         feature = self.encode(block)  # B, N, D, s, s (before ReLU)
         n, p = feature.shape[1], self.pred_step
         pred_f, context = self.predict(self.agg_f, feature)

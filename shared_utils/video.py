@@ -68,6 +68,8 @@ def decode_frames(path: str, indices: Sequence[int] | np.ndarray, short_side: in
     """Frames `indices` (0-based, repeats allowed) as uint8 [T, H, W, 3] RGB, short side resized if asked.
 
     Indices past the end (or frames that fail to decode) take the nearest decoded frame; UnreadableClip if none.
+    A packet whose frame is not wanted is sent with skip_frame NONREF: the decoder drops it when no other frame
+    references it (B-frames of most encodes) and decodes it otherwise, so the wanted frames come out unchanged.
     """
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     wanted = set(indices.tolist())
@@ -82,18 +84,7 @@ def decode_frames(path: str, indices: Sequence[int] | np.ndarray, short_side: in
             if first >= SEEK_MIN_FRAMES and time_base:
                 target = start + int((first - fps) / fps / time_base)  # a second early, then back to a key frame
                 container.seek(max(target, start), stream=stream, backward=True, any_frame=False)
-            ordinal = 0
-            for frame in container.decode(stream):
-                if frame.pts is not None and time_base:
-                    index = round(float((frame.pts - start) * time_base) * fps)
-                else:
-                    index = ordinal
-                ordinal += 1
-                if index in wanted and index not in got:
-                    width, height = _scaled_size(frame.width, frame.height, short_side)
-                    got[index] = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
-                if index >= last:
-                    break
+            _decode_wanted(container, stream, wanted, last, got, short_side)
     except (av.error.FFmpegError, OSError, ValueError, IndexError) as err:
         if not got:
             raise UnreadableClip(f"{path}: {type(err).__name__}: {err}") from err
@@ -102,6 +93,29 @@ def decode_frames(path: str, indices: Sequence[int] | np.ndarray, short_side: in
     have = np.array(sorted(got))
     out = np.stack([got[i] if i in got else got[int(have[np.abs(have - i).argmin()])] for i in indices.tolist()])
     return out
+
+
+def _decode_wanted(container, stream, wanted: set, last: int, got: dict, short_side: int | None) -> None:
+    """Decode from the current position until frame `last`, converting the wanted frames into `got`. Frame index
+    = round((pts - start) * time_base * fps) in floats (Fraction arithmetic per frame cost more than the
+    conversions); frames without a pts are counted in decoding order."""
+    fps, start = _stream_fps(stream), stream.start_time or 0
+    seconds = float(stream.time_base) if stream.time_base else 0.0
+    codec = stream.codec_context
+    ordinal = 0
+    for packet in container.demux(stream):
+        if packet.pts is not None and seconds:
+            codec.skip_frame = "DEFAULT" if round((packet.pts - start) * seconds * fps) in wanted else "NONREF"
+        else:
+            codec.skip_frame = "DEFAULT"  # the flush packet at the end, or no timestamps
+        for frame in packet.decode():
+            index = round((frame.pts - start) * seconds * fps) if frame.pts is not None and seconds else ordinal
+            ordinal += 1
+            if index in wanted and index not in got:
+                width, height = _scaled_size(frame.width, frame.height, short_side)
+                got[index] = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+            if index >= last:
+                return
 
 
 PROBE_CACHE_VERSION = 2  # part of every cache key: bump when probe_video's output changes meaning

@@ -59,15 +59,18 @@ SAMPLES = {"memdpc": 3, "vtdl": 6, "videomoco": 6, "cpd": 8}
 
 @pytest.mark.parametrize("method", ["memdpc", "vtdl", "videomoco", "cpd"])
 def test_project_loader_gives_the_original_recipes_clip_statistics(method, tmp_path):
-    """At tiny sizes, for the same settings: the same clip shapes, dtype and number of clips per sample, values in
-    the same range, and mean / std over the samples within a tolerance that a wrong normalisation, a missing or
-    doubled op, a wrong crop scale or swapped channels all exceed."""
+    """At tiny sizes, for the same settings: the same clip shapes, dtype (the project's uint8 clips after the
+    training step's device-side conversion) and number of clips per sample, values in the same range, and mean /
+    std over the samples within a tolerance that a wrong normalisation, a missing or doubled op, a wrong crop
+    scale or swapped channels all exceed."""
     random.seed(0)
     np.random.seed(0)
     torch.set_num_threads(1)
     fns = recipe_bench.VARIANTS[method](str(tmp_path), "tiny")
     base = [_tensors(method, fns["baseline"](i)) for i in range(SAMPLES[method])]
-    proj = [_tensors(method, fns["project"](i)) for i in range(SAMPLES[method])]
+    loaded = [fns["project"](i) for i in range(SAMPLES[method])]
+    assert {t.dtype for out in loaded for t in _tensors(method, out)} == {torch.uint8}  # the loader defers to the device
+    proj = [_tensors(method, fns["_device"](out)) for out in loaded]  # what the training step feeds the model
     assert [len(b) for b in base] == [len(p) for p in proj]
     assert {(t.shape, t.dtype) for b in base for t in b} == {(t.shape, t.dtype) for p in proj for t in p}
     b, p = torch.stack([t for x in base for t in x]), torch.stack([t for x in proj for t in x])
@@ -240,7 +243,7 @@ def test_gpu_check_runs_in_its_cpu_tiny_mode(tmp_path):
         "cpu",
         "--tiny",
         "--methods",
-        "videomoco",
+        "cpd",
     ]
     result = subprocess.run([*command, "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -266,3 +269,111 @@ def test_uint8_normalisation_equals_the_float_formula_in_every_layout(layout):
     out = T.normalize(clip, **layout)
     assert out.dtype == torch.float32 and out.is_contiguous() and out.shape == ref.shape
     assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_deferred_normalisation_on_the_device_equals_the_cpu_float_path():
+    """The loaders' uint8 output, converted by the training step's device_normalize, equals what the loaders
+    returned before (normalised on the CPU): exactly for MemDPC, VTDL and VideoMoCo (the same float operations),
+    within float rounding for CPD (its CPU formula divides where the device one multiplies)."""
+    import cpd.dataset as cd
+    import videomoco.dataset as vd
+    from memdpc.augment import pretrain_transform
+    from vtdl.dataset import TrainTransform
+
+    frames = np.stack([_coloured_frame(64, 84, seed=s) for s in range(8)])
+    clip = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    for seed in range(3):
+        cpu = pretrain_transform(32, blocks=2)(clip, np.random.default_rng(seed))
+        u8 = pretrain_transform(32, blocks=2, defer_normalize=True)(clip, np.random.default_rng(seed))
+        assert u8.dtype == torch.uint8 and u8.is_contiguous()
+        assert torch.equal(T.device_normalize(u8[None], channel_dim=2)[0], cpu)
+        cpu = TrainTransform(32, "original", defer_normalize=False)(clip, np.random.default_rng(seed))
+        u8 = TrainTransform(32, "original")(clip, np.random.default_rng(seed))
+        assert u8.dtype == torch.uint8 and torch.equal(T.device_normalize(u8[None])[0], cpu)
+        cpu = vd.random_resized_crop_u8(frames, 32, (0.2, 1.0), np.random.default_rng(seed))
+        u8 = vd.random_resized_crop_u8(frames, 32, (0.2, 1.0), np.random.default_rng(seed), to_float=False)
+        assert u8.dtype == torch.uint8 and torch.equal(T.device_normalize(u8, mean=None), cpu)
+        cpu = cd.train_transform(frames, 32, np.random.default_rng(seed))
+        u8 = cd.train_transform(frames, 32, np.random.default_rng(seed), defer_normalize=True)
+        assert u8.dtype == torch.uint8 and u8.shape == cpu.shape
+        assert torch.allclose(cd.device_normalize_clips(u8[None])[0], cpu, atol=1e-5, rtol=0)
+    float_batch = torch.rand(2, 3, 4, 8, 8)
+    assert T.device_normalize(float_batch) is float_batch  # a float batch (evaluation loaders) passes unchanged
+
+
+# --------------------------------------------------------------------------------------------------- decoding
+
+
+def _write_bframe_video(path: str, n: int = 90) -> np.ndarray:
+    """An H.264 video with B-frames (none referenced: b-pyramid off) and key frames every 30; returns the
+    frames as a plain full decode sees them."""
+    import av
+
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"bframes": "3", "b-pyramid": "none", "b-adapt": "0", "g": "30", "crf": "18"}
+        for i in range(n):
+            img = np.roll(_coloured_frame(48, 64, seed=9), 2 * i, axis=1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(path) as container:
+        frames = list(container.decode(container.streams.video[0]))
+        assert sum(int(f.pict_type) == 3 for f in frames) > n // 3  # B-frames (AV_PICTURE_TYPE_B): skippable
+        return np.stack([f.to_ndarray(format="rgb24") for f in frames])
+
+
+def test_decoders_skipping_unwanted_frames_return_the_frames_of_a_full_decode(tmp_path):
+    """decode_frames (VideoMoCo, VTDL videos) and CPD's decode_clip send the packets of frames they do not return
+    with skip_frame NONREF; what they return equals the same frames of a plain decode of the whole video."""
+    from cpd.decoder import decode_clip, source_indices
+    from shared_utils.video import decode_frames
+
+    path = str(tmp_path / "b.mp4")
+    full = _write_bframe_video(path)
+    for indices in ([0, 1, 2, 3], list(range(10, 42)), list(range(3, 80, 4)), [5, 60, 61, 89], list(range(58, 90))):
+        assert np.array_equal(decode_frames(path, indices), full[indices]), indices
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        n, fps, duration = stream.frames, float(stream.average_rate), stream.duration
+    for k in range(10):
+        want = source_indices(n, fps, duration, 8, 4, k, 10)
+        assert np.array_equal(decode_clip(path, 8, 4, k, 10), full[want]), k
+
+
+def test_vtdl_clip_jitter_equals_the_frame_by_frame_ops():
+    """VTDL's per-clip jitter runs brightness, saturation and hue once on the whole clip (they act per pixel) and
+    contrast per frame (each frame's own mean): the same bytes as applying the PIL ops frame by frame."""
+    from vtdl.dataset import composed_jitter, one_of_four_jitter
+
+    frames = np.stack([_coloured_frame(24, 32, seed=s) for s in range(5)])
+    clip = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    for seed in range(12):
+        draw = np.random.default_rng(seed)
+        factors = (draw.uniform(0.5, 1.5), draw.uniform(0.5, 1.5), draw.uniform(0.75, 1.25), draw.uniform(-0.5, 0.5))
+        which, order = int(draw.integers(4)), None
+        ref = np.stack([T.PIL_COLOUR_OPS[which](f, float(factors[which])) for f in frames])
+        assert np.array_equal(T.frames_hwc(one_of_four_jitter(clip, np.random.default_rng(seed))), ref), seed
+        draw = np.random.default_rng(seed)
+        factors = (draw.uniform(0.5, 1.5), draw.uniform(0.5, 1.5), draw.uniform(0.75, 1.25), draw.uniform(-0.5, 0.5))
+        order = draw.permutation(4)
+        ref = np.stack([T.pil_jitter_frame(f, factors, order) for f in frames])
+        assert np.array_equal(T.frames_hwc(composed_jitter(clip, np.random.default_rng(seed))), ref), seed
+
+
+@pytest.mark.parametrize("shape", [(10, 12, 14, 3), (10, 5, 7, 4), (10, 6, 6, 1)])
+def test_uint8_layout_copies_equal_torch_copies(shape):
+    """layout_u8 / cthw_u8 (OpenCV channel splits of frame-major memory) give torch's contiguous copies."""
+    frames = np.random.default_rng(9).integers(0, 256, shape, dtype=np.uint8)
+    clip = torch.from_numpy(frames).permute(0, 3, 1, 2)  # frame-major, as the loaders hold clips
+    for source in (clip, clip.contiguous()):  # the OpenCV path and torch's fallback
+        assert torch.equal(T.layout_u8(source), clip) and T.layout_u8(source).is_contiguous()
+        assert torch.equal(T.layout_u8(source, to_cthw=True), clip.permute(1, 0, 2, 3))
+        for blocks in (2, 5):
+            ref = clip.reshape(blocks, shape[0] // blocks, *clip.shape[1:]).transpose(1, 2)
+            assert torch.equal(T.layout_u8(source, blocks=blocks), ref)
+    assert torch.equal(T.cthw_u8(frames), torch.from_numpy(frames).permute(3, 0, 1, 2))

@@ -16,7 +16,7 @@ import kornia
 import torch
 from torch import nn
 
-from shared_utils.transforms import GPUClipAugment
+from shared_utils.transforms import GPUClipAugment, device_normalize
 from videomoco.dataset import gaussian_kernel_side
 
 
@@ -39,7 +39,8 @@ class VideoMoCoAugment(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """x: float [B, 3, T, H, W] in [0, 1] -> augmented, normalised clips of the same shape."""
+        """x: float [B, 3, T, H, W] in [0, 1] (or the loader's uint8 views) -> augmented, normalised clips."""
+        x = device_normalize(x, mean=None)  # uint8 -> x / 255, on the batch's device
         if not self.aug_plus:
             return self.main(x, generator)
         if not self.per_frame or self._coin(generator, x.device) < 0.8:

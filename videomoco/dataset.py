@@ -23,7 +23,7 @@ from shared_utils.cli import fail
 from shared_utils.data import DataWarnings, unpack_index
 from shared_utils.frames import UnreadableClip, VideoEntry, count_frames, load_frames
 from shared_utils.rng import derive_seed
-from shared_utils.transforms import IMAGENET_MEAN, IMAGENET_STD, random_resized_crop_params
+from shared_utils.transforms import IMAGENET_MEAN, IMAGENET_STD, cthw_u8, random_resized_crop_params
 from shared_utils.video import decode_frames, video_entries
 
 # --------------------------------------------------------------------------------------------------- discovery
@@ -207,7 +207,7 @@ def uniform_clips(n_frames: int, fpc: int, step: int, num: int) -> np.ndarray:
 
 def to_float_cthw(frames: np.ndarray) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> float [3, T, H, W] in [0, 1]."""
-    return torch.from_numpy(frames).permute(3, 0, 1, 2).contiguous().float().div_(255.0)  # permute bytes, not floats
+    return cthw_u8(np.ascontiguousarray(frames)).float().div_(255.0)  # permute bytes, not floats
 
 
 def random_resized_crop(clip: torch.Tensor, size: int, scale, rng: np.random.Generator) -> torch.Tensor:
@@ -218,15 +218,18 @@ def random_resized_crop(clip: torch.Tensor, size: int, scale, rng: np.random.Gen
     return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def random_resized_crop_u8(frames: np.ndarray, size: int, scale, rng: np.random.Generator) -> torch.Tensor:
+def random_resized_crop_u8(
+    frames: np.ndarray, size: int, scale, rng: np.random.Generator, to_float: bool = True
+) -> torch.Tensor:
     """random_resized_crop of uint8 frames [T, H, W, 3] -> float [3, T, size, size] in [0, 1]: the same draws
     and the same bilinear map (OpenCV's INTER_LINEAR on the crop = F.interpolate with align_corners=False and no
-    antialias, up to uint8 rounding), but only the crop is resized and converted to float."""
+    antialias, up to uint8 rounding), but only the crop is resized and converted to float. to_float=False
+    returns the uint8 [3, T, size, size] crop (VideoMoCoAugment divides it by 255 on the device)."""
     top, left, h, w = random_resized_crop_params(frames.shape[1], frames.shape[2], scale, (3 / 4, 4 / 3), rng)
     out = np.empty((frames.shape[0], size, size, frames.shape[3]), dtype=np.uint8)
     for t in range(frames.shape[0]):
         cv2.resize(frames[t, top : top + h, left : left + w], (size, size), dst=out[t], interpolation=cv2.INTER_LINEAR)
-    return to_float_cthw(out)
+    return to_float_cthw(out) if to_float else cthw_u8(out)
 
 
 def center_crop(clip: torch.Tensor, size: int, resize_first: bool) -> torch.Tensor:
@@ -256,7 +259,7 @@ def normalize(clip: torch.Tensor) -> torch.Tensor:
 
 
 class PretrainClips(Dataset):
-    """Item: (view_q [3, T, S, S], view_k [3, T, S, S], index), floats in [0, 1] (normalised later on GPU).
+    """Item: (view_q [3, T, S, S], view_k [3, T, S, S], index), uint8 (to [0, 1] and augmented later on the device).
 
     Both views come from the same decoded clip (released) or, with two_clips, from two independent clips."""
 
@@ -272,10 +275,9 @@ class PretrainClips(Dataset):
         idx_k = random_clip(entry.n_frames, self.fpc, self.step, rng) if self.two_clips else idx_q
         frames = self.reader(entry, np.concatenate([idx_q, idx_k]) if self.two_clips else idx_q)
         frames_k = frames[self.fpc :] if self.two_clips else frames
-        scale = (0.2, 1.0)
-        return random_resized_crop_u8(frames[: self.fpc], self.crop, scale, rng), random_resized_crop_u8(
-            frames_k, self.crop, scale, rng
-        )
+        scale = (0.2, 1.0)  # uint8 views: VideoMoCoAugment scales them to [0, 1] on the device
+        view_q = random_resized_crop_u8(frames[: self.fpc], self.crop, scale, rng, to_float=False)
+        return view_q, random_resized_crop_u8(frames_k, self.crop, scale, rng, to_float=False)
 
     def __getitem__(self, item):
         index, rng = unpack_index(item)

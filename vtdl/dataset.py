@@ -148,19 +148,31 @@ def one_of_four_jitter(clip: torch.Tensor, rng: np.random.Generator) -> torch.Te
     adjustments (uniformly chosen) survives, applied to every frame (spec §2.4), with PIL's uint8 arithmetic."""
     factors = (rng.uniform(0.5, 1.5), rng.uniform(0.5, 1.5), rng.uniform(0.75, 1.25), rng.uniform(-0.5, 0.5))
     which = int(rng.integers(4))
-    return _per_frame(clip, lambda frame: T.PIL_COLOUR_OPS[which](frame, float(factors[which])))
+    return T.from_frames_hwc(_clip_op(T.frames_hwc(clip), which, float(factors[which])))
 
 
 def composed_jitter(clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """The fix: all four adjustments (same ranges) in a random order, drawn once per clip."""
     factors = (rng.uniform(0.5, 1.5), rng.uniform(0.5, 1.5), rng.uniform(0.75, 1.25), rng.uniform(-0.5, 0.5))
     order = rng.permutation(4)
-    return _per_frame(clip, lambda frame: T.pil_jitter_frame(frame, factors, order))
-
-
-def _per_frame(clip: torch.Tensor, op) -> torch.Tensor:
     frames = T.frames_hwc(clip)
-    return T.from_frames_hwc(np.stack([op(frame) for frame in frames]))
+    for op in order:
+        frames = _clip_op(frames, int(op), float(factors[op]))
+    return T.from_frames_hwc(frames)
+
+
+def _clip_op(frames: np.ndarray, op: int, factor: float) -> np.ndarray:
+    """PIL colour op `op` (shared_utils.transforms.PIL_COLOUR_OPS) with one factor for every frame [T, H, W, 3].
+    Brightness, saturation and hue act per pixel, so they run once on the clip seen as one tall image; contrast
+    blends each frame with its own mean luminance, so it runs frame by frame."""
+    n, height, width, channels = frames.shape
+    if op == 1:
+        out = np.empty_like(frames)
+        for t in range(n):
+            out[t] = T.pil_contrast(frames[t], factor)
+        return out
+    tall = np.ascontiguousarray(frames).reshape(n * height, width, channels)
+    return T.PIL_COLOUR_OPS[op](tall, factor).reshape(n, height, width, channels)
 
 
 class TrainTransform:
@@ -169,10 +181,11 @@ class TrainTransform:
     Rotation and crop run as one warp per frame that computes only the cropped pixels. The short-side resize
     (256 for 224 crops) happens while decoding; the original rotated before resizing, which differs only by
     interpolation and not at all for frames stored at short side 256 (the jpegs_256 frames the paper used).
-    aug='NULL' gives the test transform (centre crop) instead."""
+    aug='NULL' gives the test transform (centre crop) instead. defer_normalize (default): the clip leaves the
+    loader as uint8 [C, T, H, W] and runtime.to_device normalises it on the device (the same numbers)."""
 
-    def __init__(self, size: int, jitter: str = "composed", aug: str = "CJ"):
-        self.size, self.jitter, self.aug = size, jitter, aug
+    def __init__(self, size: int, jitter: str = "composed", aug: str = "CJ", defer_normalize: bool = True):
+        self.size, self.jitter, self.aug, self.defer = size, jitter, aug, defer_normalize
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:  # clip: T, C, H, W uint8
         if self.aug == "NULL":
@@ -183,9 +196,12 @@ class TrainTransform:
         left = int(rng.integers(0, max(width - self.size, 0) + 1))
         frames = T.frames_hwc(clip)
         side = min(self.size, height, width)
-        clip = T.from_frames_hwc(np.stack([T.pil_rotate_crop(f, angle, top, left, side) for f in frames]))
+        out = np.empty((frames.shape[0], side, side, frames.shape[3]), dtype=np.uint8)
+        for t in range(frames.shape[0]):
+            T.pil_rotate_crop(frames[t], angle, top, left, side, dst=out[t])
+        clip = T.from_frames_hwc(out)
         clip = composed_jitter(clip, rng) if self.jitter == "composed" else one_of_four_jitter(clip, rng)
-        return T.normalize(clip, to_cthw=True)  # uint8 -> float [C, T, H, W]
+        return T.normalize(clip, to_cthw=True, defer=self.defer)  # uint8 -> [C, T, H, W] (float unless deferred)
 
 
 class TestTransform:

@@ -11,6 +11,7 @@ import torch
 from shared_utils import dist
 from shared_utils.cli import fail
 from shared_utils.rng import seed_everything
+from shared_utils.transforms import device_normalize
 
 
 def resolve_devices(args, gpus: str | None) -> None:
@@ -68,7 +69,8 @@ def worker_count(requested: int) -> int:
 
 
 def to_device(x: torch.Tensor, args) -> torch.Tensor:
-    x = x.to(args.device, non_blocking=True)
+    """A batch of clips [B, C, T, H, W] on the device; the training transform's uint8 clips normalised there."""
+    x = device_normalize(x.to(args.device, non_blocking=True))
     if getattr(args, "channels_last", False) and x.dim() == 5:
         x = x.contiguous(memory_format=torch.channels_last_3d)
     return x
