@@ -18,7 +18,7 @@ from memdpc.dataset import build_dataset
 from memdpc.features import build_clip_encoder
 from memdpc.model import MemDPC
 from memdpc.opts import get_args_parser, get_eval_args_parser
-from shared_utils import dist
+from shared_utils import dist, runtime
 from shared_utils.checkpoint import load_checkpoint
 from shared_utils.data import EpochSampler
 from shared_utils.rng import seed_everything
@@ -195,8 +195,7 @@ def test_ddp_two_gloo_processes_equal_the_mean_of_per_gpu_losses(synth_dataset, 
     """With per-GPU negatives (the paper), 2 ranks x batch b give the mean of two independent sub-batch losses
     (each with its own BN statistics and dropout stream) - not the loss of one batch of 2b."""
     args = pretrain_args(synth_dataset, tmp_path / "ddp", "--epochs", "1", "--iters_per_epoch", "2", "--no_tensorboard")
-    args.gpu_ids = []
-    dist.launch(pretrain_main.worker, args, nprocs=2)
+    runtime.launch(pretrain_main.worker, args, runtime.LaunchPlan(nprocs=2, use_cuda=False))
     (record,) = read_log(tmp_path / "ddp" / "log.txt")
     ddp_state = load_checkpoint(tmp_path / "ddp" / "model" / "latest.pth.tar")["state_dict"]
 
@@ -238,8 +237,8 @@ def test_ddp_two_gloo_processes_equal_the_mean_of_per_gpu_losses(synth_dataset, 
         assert torch.allclose(value.float(), ddp_state[key].float(), atol=1e-4), key
 
 
-def _cross_gpu_worker(args):
-    dist.init_distributed_mode(args, use_cuda=False)
+def _cross_gpu_worker(args, plan):
+    runtime.setup_worker(plan)
     from memdpc.loss import dense_scores, positive_index
 
     gen = torch.Generator().manual_seed(0)
@@ -256,4 +255,4 @@ def _cross_gpu_worker(args):
 def test_cross_gpu_negatives_extension_gathers_every_rank(tmp_path):
     import argparse
 
-    dist.launch(_cross_gpu_worker, argparse.Namespace(), nprocs=2)
+    runtime.launch(_cross_gpu_worker, argparse.Namespace(), runtime.LaunchPlan(nprocs=2, use_cuda=False))

@@ -107,7 +107,7 @@ def resume_run(args, G, D, opt_g, opt_d, ckp_dir: str, seed: int, iters_per_epoc
     return run
 
 
-def save_run(run: RunState, G, D, opt_g, opt_d, args, epoch_done: bool) -> None:
+def save_run(run: RunState, G, D, opt_g, opt_d, args, ctx, epoch_done: bool) -> None:
     """Write the latest state (all ranks must call: RNG states are gathered); numbered copies at epoch ends."""
     rng = dist.all_gather_object(capture_rng_state())
     if not dist.is_main_process():
@@ -125,7 +125,7 @@ def save_run(run: RunState, G, D, opt_g, opt_d, args, epoch_done: bool) -> None:
         "scaler": None,  # bf16 autocast needs no loss scaling
         "rng": rng,
         "sampler_seed": run.seed,
-        "args": plain_args(args),
+        "args": plain_args(args, ctx),
     }
     numbered = epoch_done and (run.epoch % max(args.save_freq, 1) == 0 or run.epoch == args.epochs)
     run.writer_d.save(state, epoch=run.epoch if numbered else None)
