@@ -78,7 +78,11 @@ def train_one_epoch(model, loader, optimizer, epoch, args, ctx, state, writer, b
             writer.add_scalar("iter/loss", loss.item(), state["global_step"])
         if args.save_every_iters and state["global_step"] % args.save_every_iters == 0:
             state["save"](epoch, i + 1)
-        if args.max_iters and i + 1 >= args.max_iters:
+        if args.max_iters and state["global_step"] >= args.max_iters:
+            state["save"](epoch, i + 1)  # the latest state first: a later run resumes exactly
+            state["stop"] = True
+            break
+        if args.iters_per_epoch and i + 1 >= args.iters_per_epoch:
             break
     logger.synchronize_between_processes()
     return {k: m.global_avg for k, m in logger.meters.items()}
@@ -243,6 +247,9 @@ def main_pretraining(args, plan):
             stats = train_one_epoch(
                 ddp_model, loader, optimizer, epoch, args, ctx, state, logs["writer"], logs["batch"]
             )
+            if state.get("stop"):
+                print(utils.STOPPED.format(state["global_step"]))
+                break
             state["start_iter"] = 0
             stats["epoch_time"] = time.time() - t0
             log_train(logs, optimizer, epoch, stats)

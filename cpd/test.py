@@ -78,7 +78,11 @@ def train_one_epoch(model, loader, optimizer, epoch, args, ctx, state, batch_log
             )
         if args.save_every_iters and state["global_step"] % args.save_every_iters == 0:
             state["save"](epoch, i + 1)
-        if args.max_iters and i + 1 >= args.max_iters:
+        if args.max_iters and state["global_step"] >= args.max_iters:
+            state["save"](epoch, i + 1)  # the latest state first: a later run resumes exactly
+            state["stop"] = True
+            break
+        if args.iters_per_epoch and i + 1 >= args.iters_per_epoch:
             break
     logger.synchronize_between_processes()
     return {k: m.global_avg for k, m in logger.meters.items()}
@@ -252,6 +256,8 @@ def train_epoch(ddp_model, loaders, optimizer, epoch, args, ctx, state, logs) ->
     sampler.set_start_iteration(state["start_iter"])
     t0 = time.time()
     stats = train_one_epoch(ddp_model, loader, optimizer, epoch, args, ctx, state, logs["batch"])
+    if state.get("stop"):  # --max_iters inside the epoch: no epoch-end logs
+        return stats
     state["start_iter"] = 0
     stats["epoch_time"] = time.time() - t0
     lr = optimizer.param_groups[0]["lr"]
@@ -304,6 +310,9 @@ def main_finetuning(args, plan):
         stats = {}
         if not args.no_train:
             stats = train_epoch(ddp_model, loaders, optimizer, epoch, args, ctx, state, logs)
+            if state.get("stop"):
+                print(utils.STOPPED.format(state["global_step"]))
+                break
         if not args.no_val:
             val_stats = val_epoch(ddp_model, loaders, val_set, epoch, args, ctx, logs)
             stats.update({f"val_{k}": v for k, v in val_stats.items()})

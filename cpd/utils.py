@@ -27,6 +27,7 @@ from shared_utils.rng import capture_rng_state, restore_rng_state
 
 PHASES = ("pretraining", "finetuning", "zeroshot")
 DATASETS = {"pretraining": ("ins",), "finetuning": ("ucf101", "hmdb51"), "zeroshot": ("ucf101", "hmdb51")}
+STOPPED = "stopped at global step {} (--max_iters); the same command without it (or with a larger cap) resumes"
 OPTIONAL_KEYS = ("textual_encoder.embeddings.position_ids",)  # present in some transformers versions only
 
 

@@ -149,6 +149,21 @@ def epoch_steps(loader, args) -> int:
     return min(full, args.iters_per_epoch) if args.iters_per_epoch > 0 else full
 
 
+def save_due(args, run: dict) -> bool:
+    """--save_every_iters: the resumable latest checkpoint is due after this iteration."""
+    return args.save_every_iters > 0 and run["iteration"] % args.save_every_iters == 0
+
+
+def stop_inside_epoch(args, run: dict, epoch_continues: bool) -> bool:
+    """--max_iters (total optimiser steps): mark the run stopped at this step; True when that cuts the epoch short
+    (the caller writes the latest checkpoint and skips the epoch end), False when the epoch ends here anyway."""
+    if not (args.max_iters and run["iteration"] >= args.max_iters):
+        return False
+    run["stop"] = "inside" if epoch_continues else "end"
+    print(f"stopped at global step {run['iteration']} (--max_iters); the same command without it resumes")
+    return epoch_continues
+
+
 # --------------------------------------------------------------------------------------------------- folders / logs
 
 

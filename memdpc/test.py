@@ -128,18 +128,12 @@ def train_one_epoch(model, loader, optimizer, epoch, args, ctx, run) -> dict:
         if args.print_freq > 0 and i % args.print_freq == 0:
             run["tb_train"].add_scalar("local/loss", values[0].item(), run["iteration"])
             run["tb_train"].add_scalar("local/accuracy", values[1].item(), run["iteration"])
-        if args.save_every_iters > 0 and run["iteration"] % args.save_every_iters == 0 and i + 1 < total:
-            save(
-                model,
-                optimizer,
-                args,
-                ctx,
-                run,
-                epoch,
-                next_epoch=epoch,
-                epoch_step=i + 1,
-                meters=metric_logger.totals(),
-            )
+        stop = engine.stop_inside_epoch(args, run, i + 1 < total)
+        if i + 1 < total and (stop or engine.save_due(args, run)):
+            meters = metric_logger.totals()
+            save(model, optimizer, args, ctx, run, epoch, next_epoch=epoch, epoch_step=i + 1, meters=meters)
+        if stop:
+            return {}
     run["epoch_step"] = 0
     metric_logger.synchronize_between_processes()
     return {k: metric_logger.meters[k].global_avg for k in ("loss", "accuracy")}
@@ -305,10 +299,14 @@ def worker(args, plan) -> None:
         train_loader.sampler.set_epoch(epoch)
         train_loader.sampler.set_start_iteration(run["epoch_step"])
         train_stats = train_one_epoch(ddp_model, train_loader, optimizer, epoch, args, ctx, run)
+        if run.get("stop") == "inside":
+            break
         val_loader.sampler.set_epoch(epoch)
         val_stats = validate(ddp_model, val_loader, args, ctx)
         scheduler.step()
         end_epoch(model, optimizer, args, ctx, run, epoch, train_stats, val_stats, exp, start_time)
+        if run.get("stop"):
+            break
     if warnings.summary():
         print(warnings.summary())
     run["tb_train"].close()

@@ -138,3 +138,39 @@ def test_no_function_is_longer_than_sixty_lines():
     """Long drivers are split into build_* steps and the loop; argparse builders are exempt."""
     folders = (*PACKAGES, "process_data", "scripts", "bench")
     assert long_functions(sources(folders)) == []
+
+
+def entry_parsers() -> dict:
+    from cpd.opts import get_args_parser as cpd_parser
+    from memdpc.opts import get_args_parser as memdpc_pretrain
+    from memdpc.opts import get_eval_args_parser as memdpc_eval
+    from videomoco.opts import get_args_parser as videomoco_pretrain
+    from videomoco.opts import get_eval_args_parser as videomoco_eval
+    from vtdl.opts import get_args_parser as vtdl_finetune
+    from vtdl.opts import get_pretrain_args_parser as vtdl_pretrain
+
+    parsers = (memdpc_pretrain, memdpc_eval, vtdl_pretrain, vtdl_finetune, videomoco_pretrain, videomoco_eval)
+    return {f"{p.__module__}.{p.__name__}": p() for p in (*parsers, cpd_parser)}
+
+
+def test_the_run_flags_have_one_definition():
+    """Where an entry point has one of the shared run flags, it has the shared spelling, default and meaning."""
+    from shared_utils.cli import RUN_FLAGS
+
+    for name, parser in entry_parsers().items():
+        actions = {a.dest: a for a in parser._actions}
+        for flag, (spellings, spec) in RUN_FLAGS.items():
+            action = actions.get(spec.get("dest", flag))
+            if action is None or flag == "seed":  # seeds: each original's own default (and CPD's --manual_seed)
+                continue
+            assert list(action.option_strings) == list(spellings), (name, flag)
+            assert action.default == spec.get("default", False) and action.help == spec["help"], (name, flag)
+
+
+def test_iteration_caps_mean_the_same_everywhere():
+    parsers = entry_parsers()
+    for name in ("memdpc.opts.get_args_parser", "vtdl.opts.get_pretrain_args_parser", "cpd.opts.get_args_parser"):
+        args = parsers[name].parse_args(["--iters_per_epoch", "2", "--max_iters", "5"])
+        assert (args.iters_per_epoch, args.max_iters) == (2, 5), name
+    assert parsers["vtdl.opts.get_pretrain_args_parser"].parse_args(["--stop_at_iter", "3"]).max_iters == 3
+    assert parsers["videomoco.opts.get_args_parser"].parse_args(["DATA", "--max_iters", "4"]).max_iters == 4

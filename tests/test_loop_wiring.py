@@ -48,7 +48,7 @@ class TinyVTDLEncoder(nn.Module):
 def vtdl_args(**kw) -> Namespace:
     base = dict(
         no_tca=False, tca_lambda=0.1, no_temporal_negative=False, amp=False,
-        iters_per_epoch=0, seed=0, print_freq=1000, save_every_iters=0, stop_at_iter=0, alpha=0.9,
+        iters_per_epoch=0, seed=0, print_freq=1000, save_every_iters=0, max_iters=0, alpha=0.9,
     )  # fmt: skip
     return Namespace(**(base | kw))
 
@@ -416,7 +416,9 @@ def test_memdpc_loop_steps_optimizer_and_scheduler_every_iteration():
     from memdpc import engine
     from memdpc.main import train_one_epoch
 
-    args = Namespace(batch_size=2, workers=0, iters_per_epoch=0, amp=False, print_freq=0, save_every_iters=0)
+    args = Namespace(
+        batch_size=2, workers=0, iters_per_epoch=0, amp=False, print_freq=0, save_every_iters=0, max_iters=0
+    )
     loader = engine.make_loader(Blocks(), args, shuffle=False, seed=0)
     model = FakeMemDPC()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -511,7 +513,7 @@ def test_cpd_memory_momentum_update_and_normaliser_z():
 
 def cpd_loop_args(**kw) -> Namespace:
     base = dict(ft_bert_ep=2, text_eval_mode=False, print_frq=1000, channels_last=False, amp=False,
-                clip_gradient=100.0, save_every_iters=0, max_iters=0)  # fmt: skip
+                clip_gradient=100.0, save_every_iters=0, iters_per_epoch=0, max_iters=0)  # fmt: skip
     return Namespace(**(base | kw))
 
 

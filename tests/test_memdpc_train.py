@@ -180,6 +180,22 @@ def test_resume_mid_epoch_reproduces_the_uninterrupted_run(synth_dataset, tmp_pa
     assert [r["train_loss"] for r in logs[0]] == pytest.approx([r["train_loss"] for r in logs[1]], rel=1e-6)
 
 
+def test_max_iters_stops_inside_an_epoch_and_the_run_resumes_exactly(synth_dataset, tmp_path):
+    """--max_iters 3 of 2 x 2 steps: the latest checkpoint is written inside epoch 1 and no epoch-1 line is logged;
+    the same command without the cap ends where an uninterrupted run does."""
+    extra = ["--epochs", "2", "--iters_per_epoch", "2", "--no_tensorboard"]
+    pretrain_main.main(pretrain_args(synth_dataset, tmp_path / "straight", *extra))
+    pretrain_main.main(pretrain_args(synth_dataset, tmp_path / "capped", *extra, "--max_iters", "3"))
+    latest = load_checkpoint(tmp_path / "capped" / "model" / "latest.pth.tar")
+    assert (latest["next_epoch"], latest["epoch_step"], latest["iteration"]) == (1, 1, 3)
+    assert [r["epoch"] for r in read_log(tmp_path / "capped" / "log.txt")] == [0]
+    pretrain_main.main(pretrain_args(synth_dataset, tmp_path / "capped", *extra))
+    final = [load_checkpoint(tmp_path / run / "model" / "latest.pth.tar") for run in ("straight", "capped")]
+    assert final[0]["iteration"] == final[1]["iteration"] == 4
+    for key, value in final[0]["state_dict"].items():
+        assert torch.equal(value, final[1]["state_dict"][key]), key
+
+
 # --------------------------------------------------------------------------------------------------- DDP
 
 

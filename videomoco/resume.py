@@ -38,7 +38,6 @@ class RunState:
     iteration: int = 0  # iterations already done in epoch `epoch`
     global_step: int = 0
     iters_per_epoch: int = 0
-    iters_this_process: int = 0
     last_stats: dict = field(default_factory=dict)
     writer_d: CheckpointWriter | None = None
     writer_g: CheckpointWriter | None = None

@@ -53,6 +53,8 @@ from videomoco.model import MaskGenerator, VideoMoCo
 from videomoco.opts import SHORT_VIDEO_FIX, aug_per_frame, fix_on, get_args_parser
 from videomoco.resume import RunState, resume_run, save_run
 
+STOPPED = "stopped at global step {} (--max_iters); the same command without it (or with a larger cap) resumes"
+
 # --------------------------------------------------------------------------------------------------- set-up helpers
 
 
@@ -292,8 +294,8 @@ def train_one_epoch(G, D, D_ddp, aug, loader, opt_g, opt_d, epoch: int, args, ct
             for name, meter in logger.meters.items():
                 writer.add_scalar(f"moco_train_avg/{name}", meter.global_avg, step)
             writer.add_scalar("moco_train/lr", opt_d.param_groups[0]["lr"], step)
-        run.iteration, run.global_step, run.iters_this_process = i + 1, run.global_step + 1, run.iters_this_process + 1
-        stop = bool(args.max_iters) and run.iters_this_process >= args.max_iters
+        run.iteration, run.global_step = i + 1, run.global_step + 1
+        stop = bool(args.max_iters) and run.global_step >= args.max_iters
         if run.iteration < iters and (stop or (args.save_every_iters and run.iteration % args.save_every_iters == 0)):
             save_run(run, G, D, opt_g, opt_d, args, ctx, epoch_done=False)
         if stop and run.iteration < iters:
@@ -335,7 +337,7 @@ def main_worker(args, plan) -> None:
         sampler.set_start_iteration(run.iteration)
         finished = train_one_epoch(G, D, D_ddp, aug, loader, opt_g, opt_d, epoch, args, ctx, run, writer)
         if not finished:
-            print(f"stopped after {run.iters_this_process} iterations (--max_iters); resume with the same command")
+            print(STOPPED.format(run.global_step))
             break
         run.epoch, run.iteration = epoch + 1, 0
         save_run(run, G, D, opt_g, opt_d, args, ctx, epoch_done=True)
@@ -343,8 +345,8 @@ def main_worker(args, plan) -> None:
         append_json_line(os.path.join(log_dir, "log.txt"), record)
         if warnings.summary():
             print(warnings.summary())
-        if args.max_iters and run.iters_this_process >= args.max_iters:
-            print(f"stopped after {run.iters_this_process} iterations (--max_iters); resume with the same command")
+        if args.max_iters and run.global_step >= args.max_iters:
+            print(STOPPED.format(run.global_step))
             break
     writer.close()
     dist.cleanup()

@@ -74,7 +74,7 @@ def adjust_learning_rate(optimizer, epoch: int, args) -> float:
 
 
 def train_one_epoch(state, loader, epoch: int, start_iter: int, args, ctx) -> str:
-    """Iterate one epoch (from start_iter when resuming mid-epoch). Returns 'done' or 'stop' (--stop_at_iter)."""
+    """Iterate one epoch (from start_iter when resuming mid-epoch). Returns 'done' or 'stop' (--max_iters)."""
     query, model_ema, contrast = state["query"], state["model_ema"], state["contrast"]
     logger = MetricLogger(delimiter="  ")
     logger.restore_totals(state.pop("resumed_meters", {}) if start_iter else {})
@@ -105,7 +105,7 @@ def train_one_epoch(state, loader, epoch: int, start_iter: int, args, ctx) -> st
         state["meters"] = logger
         if args.save_every_iters and state["global_step"] % args.save_every_iters == 0:
             save(state, args, ctx, epoch - 1, it + 1)
-        if args.stop_at_iter and state["global_step"] >= args.stop_at_iter:
+        if args.max_iters and state["global_step"] >= args.max_iters:
             save(state, args, ctx, epoch - 1, it + 1)
             return "stop"
     logger.synchronize_between_processes()
@@ -305,7 +305,7 @@ def pretrain(args, ctx, date: str) -> None:
         tic = time.time()
         status = train_one_epoch(state, loader, epoch, start_iter, args, ctx)
         if status == "stop":
-            print(f"stopped at global iteration {state['global_step']} (--stop_at_iter)")
+            print(f"stopped at global iteration {state['global_step']} (--max_iters)")
             return
         start_iter = 0
         log_epoch(state, tb, ckpt_dir, epoch, lr, tic)
