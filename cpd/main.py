@@ -35,7 +35,7 @@ from shared_utils.rng import seed_everything
 MEMORY_BUFFERS = ("Z_v", "Z_t", "vis_memory", "text_memory")
 
 
-def train_one_epoch(model, loader, optimizer, epoch, args, state, writer, batch_log):
+def train_one_epoch(model, loader, optimizer, epoch, args, ctx, state, writer, batch_log):
     """One pretraining epoch. `state` carries global_step and the checkpoint callback for mid-epoch saves."""
     bare: CPD = unwrap_model(model)
     updbert = epoch > args.ft_bert_ep  # curriculum: text encoder trained only after ft_bert_ep
@@ -47,11 +47,11 @@ def train_one_epoch(model, loader, optimizer, epoch, args, state, writer, batch_
     for i, batch in enumerate(logger.log_every(loader, args.print_frq, f"Epoch: [{epoch}]"), start=start_iter):
         if batch is None:
             continue
-        v, t, idx = (x.to(args.device, non_blocking=True) for x in batch)  # B,3,T,S,S / B,L / B
+        v, t, idx = (x.to(ctx.device, non_blocking=True) for x in batch)  # B,3,T,S,S / B,L / B
         v = device_normalize_clips(v)  # the loader's uint8 clips -> normalised float, on the device
         if args.channels_last:
             v = v.contiguous(memory_format=torch.channels_last_3d)
-        with utils.autocast(args):
+        with ctx.autocast():
             out_v, out_t = model(v, t, idx, updbert)  # B, K+1, 1 each
         loss, terms = cpd_loss(out_v, out_t, bare.n_data)
         check_finite(loss, state["global_step"])
@@ -79,14 +79,18 @@ def train_one_epoch(model, loader, optimizer, epoch, args, state, writer, batch_
             writer.add_scalar("iter/loss", loss.item(), state["global_step"])
         if args.save_every_iters and state["global_step"] % args.save_every_iters == 0:
             state["save"](epoch, i + 1)
-        if args.max_iters and i + 1 >= args.max_iters:
+        if args.max_iters and state["global_step"] >= args.max_iters:
+            state["save"](epoch, i + 1)  # the latest state first: a later run resumes exactly
+            state["stop"] = True
+            break
+        if args.iters_per_epoch and i + 1 >= args.iters_per_epoch:
             break
     logger.synchronize_between_processes()
     return {k: m.global_avg for k, m in logger.meters.items()}
 
 
 @torch.no_grad()
-def validate(model, loader, args) -> dict[str, float]:
+def validate(model, loader, args, ctx) -> dict[str, float]:
     """Text -> video retrieval on the validation pairs: recall@1 and recall@10 (percent), every video counted once."""
     bare: CPD = unwrap_model(model)
     bare.eval()
@@ -94,9 +98,9 @@ def validate(model, loader, args) -> dict[str, float]:
     for n, batch in enumerate(progress(loader, desc="validation")):
         if batch is None:
             continue
-        v, t, idx = (x.to(args.device) for x in batch)
+        v, t, idx = (x.to(ctx.device) for x in batch)
         v = device_normalize_clips(v)
-        with utils.autocast(args):
+        with ctx.autocast():
             f_v, f_t = bare(v, t)
         feats_v.append(f_v.float()), feats_t.append(f_t.float()), indices.append(idx)
         if args.max_val_iters and n + 1 >= args.max_val_iters:
@@ -149,16 +153,12 @@ def build_pretraining_data(args, warnings):
     return train_set, val_set
 
 
-def main_pretraining(args):
-    # ------------------------------------------------------------------ set-up
-    utils.init_process(args)
-    log_run_header(args)  # opts.json once data, model and checkpoint passed their checks
-    batch, workers = utils.per_process(args)
-    warnings = DataWarnings()
-    train_set, val_set = build_pretraining_data(args, warnings)
-    seed_everything(args.manual_seed)  # identical weights and memory banks on every rank (DDP skips the banks)
-    model = build_model(args, len(train_set)).to(args.device)
-    seed_everything(args.manual_seed, args.rank)  # then per-rank streams (noise draws, dropout)
+def build_training(args, ctx, n_data: int):
+    """Model (seeded: identical weights and memory banks on every rank, DDP skips the banks), SGD, and the resumed
+    position; returns (model, optimizer, begin epoch, start iteration, global step)."""
+    seed_everything(args.manual_seed)
+    model = build_model(args, n_data).to(ctx.device)
+    seed_everything(args.manual_seed, ctx.rank)  # then per-rank streams (noise draws, dropout)
     if args.channels_last:
         model.visual_encoder.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.SGD(
@@ -175,67 +175,88 @@ def main_pretraining(args):
         print(f"resumed from {resume}: epoch {begin_epoch}, iteration {start_iter}")
     if begin_epoch + args.bert_lr_lead > args.ft_bert_ep:  # unfreeze point before the first epoch run here
         set_text_lr(optimizer, model, args)
-    ddp_model = utils.wrap_ddp(model, args, ignore=MEMORY_BUFFERS)
+    return model, optimizer, begin_epoch, start_iter, global_step
+
+
+def build_loaders(args, train_set, val_set, batch: int, workers: int):
+    """(train sampler, train loader, val sampler or None, val loader or None)."""
     sampler = EpochSampler(len(train_set), shuffle=True, seed=args.manual_seed, drop_last=True, batch_size=batch)
     loader = build_loader(train_set, batch, sampler, workers, collate_skip_none, drop_last=True)
     val_loader = val_sampler = None
     if val_set is not None:
         val_sampler = EpochSampler(len(val_set), shuffle=False, seed=args.manual_seed, batch_size=batch)
         val_loader = build_loader(val_set, batch, val_sampler, workers, collate_skip_none)
+    return sampler, loader, val_sampler, val_loader
+
+
+def build_logs(args, ctx) -> dict:
+    """opts.json, TensorBoard and the original's per-rank TSV logs."""
     write_args_json(args, args.result_path, "opts.json")
-    writer = make_tb_writer(os.path.join(args.result_path, "tb"), not args.no_tensorboard)
-    rank = args.rank
-    train_log = utils.TSVLogger(os.path.join(args.result_path, f"train.log.rank{rank}"), ["epoch", "loss", "acc", "lr"])
-    batch_log = utils.TSVLogger(
-        os.path.join(args.result_path, f"train_batch.log.{rank}"), ["epoch", "batch", "iter", "loss", "acc", "lr"]
+    path = lambda name: os.path.join(args.result_path, name)  # noqa: E731
+    return {
+        "writer": make_tb_writer(path("tb"), not args.no_tensorboard),
+        "train": utils.TSVLogger(path(f"train.log.rank{ctx.rank}"), ["epoch", "loss", "acc", "lr"]),
+        "batch": utils.TSVLogger(path(f"train_batch.log.{ctx.rank}"), ["epoch", "batch", "iter", "loss", "acc", "lr"]),
+        "val": utils.TSVLogger(path(f"val.log.rank{ctx.rank}"), ["epoch", "recall@1", "recall@10"]),
+    }
+
+
+def log_train(logs: dict, optimizer, epoch: int, stats: dict) -> None:
+    lr = optimizer.param_groups[-1]["lr"]
+    logs["train"].log({"epoch": epoch, "loss": stats.get("loss", 0), "acc": stats.get("acc", 0), "lr": lr})
+    logs["writer"].add_scalar("scalar/train_loss", stats.get("loss", 0), epoch)
+    logs["writer"].add_scalar("scalar/train_acc", stats.get("acc", 0), epoch)
+
+
+def run_validation(ddp_model, val_loader, val_sampler, args, ctx, logs: dict, epoch: int) -> dict:
+    val_sampler.set_epoch(epoch)  # a new random clip/crop/flip per epoch, as the original
+    val_stats = validate(ddp_model, val_loader, args, ctx)
+    print(
+        f"Epoch [{epoch}] validation: text->video recall@1 {val_stats['recall@1']:.2f} "
+        f"recall@10 {val_stats['recall@10']:.2f}"
     )
-    val_log = utils.TSVLogger(os.path.join(args.result_path, f"val.log.rank{rank}"), ["epoch", "recall@1", "recall@10"])
+    logs["val"].log({"epoch": epoch, **val_stats})
+    logs["writer"].add_scalar("scalar/recall@1", val_stats["recall@1"], epoch)
+    logs["writer"].add_scalar("scalar/recall@10", val_stats["recall@10"], epoch)
+    return {f"val_{k}": v for k, v in val_stats.items()}
+
+
+def main_pretraining(args, plan):
+    ctx = utils.init_process(args, plan)
+    log_run_header(args)  # opts.json once data, model and checkpoint passed their checks
+    batch, workers = utils.per_process(args)
+    warnings = DataWarnings()
+    train_set, val_set = build_pretraining_data(args, warnings)
+    model, optimizer, begin_epoch, start_iter, global_step = build_training(args, ctx, len(train_set))
+    ddp_model = utils.wrap_ddp(model, ctx, ignore=MEMORY_BUFFERS)
+    sampler, loader, val_sampler, val_loader = build_loaders(args, train_set, val_set, batch, workers)
+    logs = build_logs(args, ctx)
     state = {"global_step": global_step, "start_iter": start_iter}
 
     def save(epoch, iteration, name="checkpoint.pth"):
+        path = os.path.join(args.result_path, name)
         utils.save_state(
-            os.path.join(args.result_path, name),
-            model,
-            optimizer,
-            epoch,
-            iteration,
-            state["global_step"],
-            args,
-            n_data=len(train_set),
+            path, model, optimizer, epoch, iteration, state["global_step"], args, ctx, n_data=len(train_set)
         )
 
     state["save"] = save
-    # ------------------------------------------------------------------ epochs
     for epoch in range(begin_epoch, args.n_epochs + 1):
         stats = {}
         if not args.no_train:
             sampler.set_epoch(epoch)
             sampler.set_start_iteration(state["start_iter"])
             t0 = time.time()
-            stats = train_one_epoch(ddp_model, loader, optimizer, epoch, args, state, writer, batch_log)
+            stats = train_one_epoch(
+                ddp_model, loader, optimizer, epoch, args, ctx, state, logs["writer"], logs["batch"]
+            )
+            if state.get("stop"):
+                print(utils.STOPPED.format(state["global_step"]))
+                break
             state["start_iter"] = 0
             stats["epoch_time"] = time.time() - t0
-            train_log.log(
-                {
-                    "epoch": epoch,
-                    "loss": stats.get("loss", 0),
-                    "acc": stats.get("acc", 0),
-                    "lr": optimizer.param_groups[-1]["lr"],
-                }
-            )
-            writer.add_scalar("scalar/train_loss", stats.get("loss", 0), epoch)
-            writer.add_scalar("scalar/train_acc", stats.get("acc", 0), epoch)
+            log_train(logs, optimizer, epoch, stats)
         if val_loader is not None:
-            val_sampler.set_epoch(epoch)  # a new random clip/crop/flip per epoch, as the original
-            val_stats = validate(ddp_model, val_loader, args)
-            print(
-                f"Epoch [{epoch}] validation: text->video recall@1 {val_stats['recall@1']:.2f} "
-                f"recall@10 {val_stats['recall@10']:.2f}"
-            )
-            val_log.log({"epoch": epoch, **val_stats})
-            writer.add_scalar("scalar/recall@1", val_stats["recall@1"], epoch)
-            writer.add_scalar("scalar/recall@10", val_stats["recall@10"], epoch)
-            stats.update({f"val_{k}": v for k, v in val_stats.items()})
+            stats.update(run_validation(ddp_model, val_loader, val_sampler, args, ctx, logs, epoch))
         if args.no_train:
             break
         adjust_learning_rate(optimizer, model, epoch, args)
@@ -245,21 +266,21 @@ def main_pretraining(args):
         append_json_line(os.path.join(args.result_path, "log.txt"), {"epoch": epoch, **stats})
         if warnings.total():
             print(warnings.summary())
-    writer.close()
+    logs["writer"].close()
     dist.cleanup()
 
 
-def worker(args):
+def worker(args, plan):
     if args.phase == "pretraining":
-        main_pretraining(args)
+        main_pretraining(args, plan)
     elif args.phase == "finetuning":
         from cpd.test import main_finetuning
 
-        main_finetuning(args)
+        main_finetuning(args, plan)
     else:
         from cpd.zeroshot import main_zeroshot
 
-        main_zeroshot(args)
+        main_zeroshot(args, plan)
 
 
 def main(argv=None):

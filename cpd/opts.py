@@ -3,7 +3,7 @@ additions for the modern stack. argparse abbreviation stays on: the README passe
 
 from __future__ import annotations
 
-from shared_utils.cli import ArgumentParser, add_fix_flag, fix_enabled
+from shared_utils.cli import ArgumentParser, add_fix_flag, add_run_flags, fix_enabled
 from shared_utils.width import WIDTH_HELP, positive_float
 
 # Opt-in fixes (`--fix NAME[,NAME]`): without them every phase runs the released recipe (README fixes table).
@@ -103,7 +103,8 @@ def _original_flags(parser: ArgumentParser) -> None:
 
 
 def _added_flags(parser: ArgumentParser) -> None:
-    add = parser.add_argument_group("additions (not in the original)").add_argument
+    group = parser.add_argument_group("additions (not in the original)")
+    add = group.add_argument
     add("--text_model", type=str, default="distilbert-base-uncased", help="HF name (local cache only) or local folder")
     add("--tokenizer", type=str, default=None, help="tokenizer folder/name (default: --text_model)")
     add("--max_text_len", type=int, default=64, help="token ids per caption (zero padded / truncated)")
@@ -122,17 +123,14 @@ def _added_flags(parser: ArgumentParser) -> None:
     add("--num_test_clips", type=int, default=10, help="temporal clips per test video")
     add("--num_test_crops", type=int, default=3, help="spatial crops per test clip")
     add("--zs_template", type=str, default="{}", help="zero-shot prompt; {} = class name in words")
-    add("--amp", action="store_true", help="bf16 autocast on CUDA (no-op on CPU)")
     add(
         "--nproc_per_node",
         type=int,
         default=None,
         help="processes per node under --multiprocessing-distributed (default: visible GPUs, or 1 on the CPU: gloo)",
     )
-    add("--channels_last", action="store_true", help="channels_last_3d memory format on CUDA")
-    add("--no_tensorboard", action="store_true", help="do not write tensorboard events")
-    add("--save_every_iters", type=int, default=0, help="also write checkpoint.pth every N iterations (0: epoch ends)")
-    add("--max_iters", type=int, default=0, help="stop each epoch after N iterations (0: full epoch; smoke runs)")
+    # --iters_per_epoch was --max_iters here (a per-epoch cap); --max_iters is now the run's total, as elsewhere
+    add_run_flags(group, "amp", "channels_last", "no_tensorboard", "save_every_iters", "iters_per_epoch", "max_iters")
     add("--max_val_iters", type=int, default=0, help="validate on at most N batches (0: all)")
     add("--width_mult", type=positive_float, default=1.0, help=WIDTH_HELP)  # the shared_utils.width convention
 

@@ -46,14 +46,14 @@ def load_pretrained_visual(model, path: str) -> None:
     load_state_dict_reported(model, state, strict=True, allow_missing=("fc.",), name=f"pretrained '{path}'")
 
 
-def train_one_epoch(model, loader, optimizer, epoch, args, state, batch_log):
+def train_one_epoch(model, loader, optimizer, epoch, args, ctx, state, batch_log):
     model.train()
     logger = MetricLogger()
     for i, batch in enumerate(logger.log_every(loader, args.print_frq, f"Epoch: [{epoch}]"), start=state["start_iter"]):
         if batch is None:
             continue
-        clips, target = batch[0].to(args.device, non_blocking=True), batch[1].to(args.device)  # B,3,T,S,S / B
-        with utils.autocast(args):
+        clips, target = batch[0].to(ctx.device, non_blocking=True), batch[1].to(ctx.device)  # B,3,T,S,S / B
+        with ctx.autocast():
             logits = model(clips)
         loss = F.cross_entropy(logits.float(), target)
         check_finite(loss, state["global_step"])
@@ -78,22 +78,26 @@ def train_one_epoch(model, loader, optimizer, epoch, args, state, batch_log):
             )
         if args.save_every_iters and state["global_step"] % args.save_every_iters == 0:
             state["save"](epoch, i + 1)
-        if args.max_iters and i + 1 >= args.max_iters:
+        if args.max_iters and state["global_step"] >= args.max_iters:
+            state["save"](epoch, i + 1)  # the latest state first: a later run resumes exactly
+            state["stop"] = True
+            break
+        if args.iters_per_epoch and i + 1 >= args.iters_per_epoch:
             break
     logger.synchronize_between_processes()
     return {k: m.global_avg for k, m in logger.meters.items()}
 
 
 @torch.no_grad()
-def gather_predictions(model, loader, args, max_iters: int = 0):
+def gather_predictions(model, loader, args, ctx, max_iters: int = 0):
     """Logits and dataset indices of every item, all ranks gathered, each index once (the sampler pads)."""
     model.eval()
     logits, indices = [], []
     for n, batch in enumerate(progress(loader, desc="evaluation")):
         if batch is None:
             continue
-        with utils.autocast(args):
-            logits.append(model(batch[0].to(args.device)).float().cpu())
+        with ctx.autocast():
+            logits.append(model(batch[0].to(ctx.device)).float().cpu())
         indices.append(batch[2])
         if max_iters and n + 1 >= max_iters:
             break
@@ -113,8 +117,8 @@ def gather_predictions(model, loader, args, max_iters: int = 0):
     return (torch.stack(out_logits) if out_logits else torch.zeros(0)), out_idx
 
 
-def validate(model, loader, dataset, args) -> dict[str, float]:
-    logits, idx = gather_predictions(model, loader, args, args.max_val_iters)
+def validate(model, loader, dataset, args, ctx) -> dict[str, float]:
+    logits, idx = gather_predictions(model, loader, args, ctx, args.max_val_iters)
     if not idx:
         return {"acc1": 0.0, "acc5": 0.0}
     target = torch.tensor([dataset.labels[i] for i in idx])
@@ -122,7 +126,7 @@ def validate(model, loader, dataset, args) -> dict[str, float]:
     return {"acc1": acc1, "acc5": acc5, "loss": F.cross_entropy(logits, target).item()}
 
 
-def run_test(model, args, warnings, filename: str | None = None) -> dict[str, float]:
+def run_test(model, args, ctx, warnings, filename: str | None = None) -> dict[str, float]:
     """num_test_clips x num_test_crops views per validation video; raw logits averaged per video; writes
     {result_path}/{test_subset}.json (or `filename`) = {"results": {stem: [{"label", "score"} x top-5]}}."""
     dataset = UcfHmdb(
@@ -140,7 +144,7 @@ def run_test(model, args, warnings, filename: str | None = None) -> dict[str, fl
     batch, workers = utils.per_process(args)
     sampler = EpochSampler(len(dataset), shuffle=False, seed=args.manual_seed)
     loader = build_loader(dataset, batch, sampler, workers, collate_skip_none)
-    logits, idx = gather_predictions(model, loader, args)
+    logits, idx = gather_predictions(model, loader, args, ctx)
     if not dist.is_main_process():
         return {}
     videos = [i // dataset.views for i in idx]
@@ -167,14 +171,14 @@ def run_test(model, args, warnings, filename: str | None = None) -> dict[str, fl
     return {"clip_top1": clip1, "clip_top5": clip5, "video_top1": video["top1"], "video_top5": video["top5"]}
 
 
-def build_finetuning(args):
+def build_finetuning(args, ctx):
     """ResNet with the new head built BEFORE any DDP wrapping (seeded, identical on every rank), the pretrained
     visual weights, the trainable parameters (--ft_begin_index) and SGD + ReduceLROnPlateau."""
     model = build_visual_encoder(args, n_classes=args.n_finetune_classes)
     if args.pretrain_path:
         load_pretrained_visual(model, args.pretrain_path)
     params = fine_tuning_parameters(model, args.ft_begin_index)
-    model.to(args.device)
+    model.to(ctx.device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.SGD(params, lr=args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay)
@@ -184,24 +188,10 @@ def build_finetuning(args):
     return model, optimizer, scheduler
 
 
-def main_finetuning(args):
-    # ------------------------------------------------------------------ set-up
-    utils.init_process(args)
-    seed_everything(args.manual_seed)  # same head on every rank (the original's heads differed per rank)
-    log_run_header(args)  # opts.json once data, model and checkpoint passed their checks
-    batch, workers = utils.per_process(args)
-    warnings = DataWarnings()
-    model, optimizer, scheduler = build_finetuning(args)
-    seed_everything(args.manual_seed, args.rank)  # per-rank streams for dropout; a resume restores them
-    begin_epoch, start_iter, global_step = 1, 0, 0
-    resume = utils.resume_file(args)
-    if resume:
-        ckpt = utils.load_model_state(resume, model, name=f"resume '{resume}'")
-        if not args.no_train:
-            begin_epoch, start_iter, global_step = utils.restore_training(ckpt, optimizer, scheduler)
-            print(f"resumed from {resume}: epoch {begin_epoch}, iteration {start_iter}")
-    ddp_model = utils.wrap_ddp(model, args)
+def build_datasets(args, warnings):
+    """(training set or None with --no_train, validation set or None with --no_val)."""
     nf = utils.num_frames(args)
+    train_set = val_set = None
     if not args.no_train:
         train_set = UcfHmdb(
             args.video_path,
@@ -220,8 +210,6 @@ def main_finetuning(args):
                 f"--dataset_file has {len(train_set.classes)} classes but --n_finetune_classes is "
                 f"{args.n_finetune_classes}"
             )
-        sampler = EpochSampler(len(train_set), shuffle=True, seed=args.manual_seed, drop_last=True, batch_size=batch)
-        loader = build_loader(train_set, batch, sampler, workers, collate_skip_none, drop_last=True)
     if not args.no_val:
         val_set = UcfHmdb(
             args.video_path,
@@ -235,61 +223,98 @@ def main_finetuning(args):
             warnings=warnings,
             verbose=False,
         )
+    return train_set, val_set
+
+
+def build_loaders(args, train_set, val_set, batch: int, workers: int) -> dict:
+    """{'train': (sampler, loader), 'val': (sampler, loader)} for the sets that exist."""
+    loaders = {}
+    if train_set is not None:
+        sampler = EpochSampler(len(train_set), shuffle=True, seed=args.manual_seed, drop_last=True, batch_size=batch)
+        loaders["train"] = sampler, build_loader(train_set, batch, sampler, workers, collate_skip_none, drop_last=True)
+    if val_set is not None:
         val_sampler = EpochSampler(len(val_set), shuffle=False, seed=args.manual_seed)
-        val_loader = build_loader(val_set, batch, val_sampler, workers, collate_skip_none)
+        loaders["val"] = val_sampler, build_loader(val_set, batch, val_sampler, workers, collate_skip_none)
+    return loaders
+
+
+def build_logs(args, ctx) -> dict:
+    """opts.json, TensorBoard and the original's per-rank TSV logs."""
     write_args_json(args, args.result_path, "opts.json")
-    writer = make_tb_writer(os.path.join(args.result_path, "tb"), not args.no_tensorboard)
-    train_log = utils.TSVLogger(
-        os.path.join(args.result_path, f"train.log.rank{args.rank}"), ["epoch", "loss", "acc", "lr"]
-    )
-    batch_log = utils.TSVLogger(
-        os.path.join(args.result_path, f"train_batch.log.{args.rank}"), ["epoch", "batch", "iter", "loss", "acc", "lr"]
-    )
-    val_log = utils.TSVLogger(os.path.join(args.result_path, f"val.log.rank{args.rank}"), ["epoch", "acc1", "acc5"])
+    path = lambda name: os.path.join(args.result_path, name)  # noqa: E731
+    return {
+        "writer": make_tb_writer(path("tb"), not args.no_tensorboard),
+        "train": utils.TSVLogger(path(f"train.log.rank{ctx.rank}"), ["epoch", "loss", "acc", "lr"]),
+        "batch": utils.TSVLogger(path(f"train_batch.log.{ctx.rank}"), ["epoch", "batch", "iter", "loss", "acc", "lr"]),
+        "val": utils.TSVLogger(path(f"val.log.rank{ctx.rank}"), ["epoch", "acc1", "acc5"]),
+    }
+
+
+def train_epoch(ddp_model, loaders, optimizer, epoch, args, ctx, state, logs) -> dict:
+    sampler, loader = loaders["train"]
+    sampler.set_epoch(epoch)
+    sampler.set_start_iteration(state["start_iter"])
+    t0 = time.time()
+    stats = train_one_epoch(ddp_model, loader, optimizer, epoch, args, ctx, state, logs["batch"])
+    if state.get("stop"):  # --max_iters inside the epoch: no epoch-end logs
+        return stats
+    state["start_iter"] = 0
+    stats["epoch_time"] = time.time() - t0
+    lr = optimizer.param_groups[0]["lr"]
+    logs["train"].log({"epoch": epoch, "loss": stats.get("loss", 0), "acc": stats.get("acc1", 0), "lr": lr})
+    logs["writer"].add_scalar("scalar/train_loss", stats.get("loss", 0), epoch)
+    logs["writer"].add_scalar("scalar/train_acc", stats.get("acc1", 0), epoch)
+    return stats
+
+
+def val_epoch(ddp_model, loaders, val_set, epoch, args, ctx, logs) -> dict:
+    val_sampler, val_loader = loaders["val"]
+    val_sampler.set_epoch(epoch)  # a new random clip/crop per epoch (as the original), reproducible
+    val_stats = validate(ddp_model, val_loader, val_set, args, ctx)
+    print(f"Epoch [{epoch}] validation: top1 {val_stats['acc1']:.2f} top5 {val_stats['acc5']:.2f}")
+    logs["val"].log({"epoch": epoch, **val_stats})
+    logs["writer"].add_scalar("scalar/val_acc1", val_stats["acc1"], epoch)
+    logs["writer"].add_scalar("scalar/val_acc5", val_stats["acc5"], epoch)
+    return val_stats
+
+
+def main_finetuning(args, plan):
+    ctx = utils.init_process(args, plan)
+    seed_everything(args.manual_seed)  # same head on every rank (the original's heads differed per rank)
+    log_run_header(args)  # opts.json once data, model and checkpoint passed their checks
+    batch, workers = utils.per_process(args)
+    warnings = DataWarnings()
+    model, optimizer, scheduler = build_finetuning(args, ctx)
+    seed_everything(args.manual_seed, ctx.rank)  # per-rank streams for dropout; a resume restores them
+    begin_epoch, start_iter, global_step = 1, 0, 0
+    resume = utils.resume_file(args)
+    if resume:
+        ckpt = utils.load_model_state(resume, model, name=f"resume '{resume}'")
+        if not args.no_train:
+            begin_epoch, start_iter, global_step = utils.restore_training(ckpt, optimizer, scheduler)
+            print(f"resumed from {resume}: epoch {begin_epoch}, iteration {start_iter}")
+    ddp_model = utils.wrap_ddp(model, ctx)
+    train_set, val_set = build_datasets(args, warnings)
+    loaders = build_loaders(args, train_set, val_set, batch, workers)
+    logs = build_logs(args, ctx)
     state = {"global_step": global_step, "start_iter": start_iter}
 
     def save(epoch, iteration, name="checkpoint.pth"):
-        utils.save_state(
-            os.path.join(args.result_path, name),
-            model,
-            optimizer,
-            epoch,
-            iteration,
-            state["global_step"],
-            args,
-            scheduler=scheduler,
-        )
+        path = os.path.join(args.result_path, name)
+        utils.save_state(path, model, optimizer, epoch, iteration, state["global_step"], args, ctx, scheduler=scheduler)
 
     state["save"] = save
-    # ------------------------------------------------------------------ epochs
     for epoch in range(begin_epoch, args.n_epochs + 1):
         if args.no_train and args.no_val:
             break
         stats = {}
         if not args.no_train:
-            sampler.set_epoch(epoch)
-            sampler.set_start_iteration(state["start_iter"])
-            t0 = time.time()
-            stats = train_one_epoch(ddp_model, loader, optimizer, epoch, args, state, batch_log)
-            state["start_iter"] = 0
-            stats["epoch_time"] = time.time() - t0
-            train_log.log(
-                {
-                    "epoch": epoch,
-                    "loss": stats.get("loss", 0),
-                    "acc": stats.get("acc1", 0),
-                    "lr": optimizer.param_groups[0]["lr"],
-                }
-            )
-            writer.add_scalar("scalar/train_loss", stats.get("loss", 0), epoch)
-            writer.add_scalar("scalar/train_acc", stats.get("acc1", 0), epoch)
+            stats = train_epoch(ddp_model, loaders, optimizer, epoch, args, ctx, state, logs)
+            if state.get("stop"):
+                print(utils.STOPPED.format(state["global_step"]))
+                break
         if not args.no_val:
-            val_sampler.set_epoch(epoch)  # a new random clip/crop per epoch (as the original), reproducible
-            val_stats = validate(ddp_model, val_loader, val_set, args)
-            print(f"Epoch [{epoch}] validation: top1 {val_stats['acc1']:.2f} top5 {val_stats['acc5']:.2f}")
-            val_log.log({"epoch": epoch, **val_stats})
-            writer.add_scalar("scalar/val_acc1", val_stats["acc1"], epoch)
-            writer.add_scalar("scalar/val_acc5", val_stats["acc5"], epoch)
+            val_stats = val_epoch(ddp_model, loaders, val_set, epoch, args, ctx, logs)
             stats.update({f"val_{k}": v for k, v in val_stats.items()})
             if not args.no_train:
                 scheduler.step(val_stats["acc1"])
@@ -299,11 +324,10 @@ def main_finetuning(args):
         if epoch % args.checkpoint == 0 or epoch == args.n_epochs:
             save(epoch + 1, 0, f"save_{epoch}.pth")
         append_json_line(os.path.join(args.result_path, "log.txt"), {"epoch": epoch, **stats})
-    # ------------------------------------------------------------------ test
     if args.test:
-        test_stats = run_test(ddp_model, args, warnings)
+        test_stats = run_test(ddp_model, args, ctx, warnings)
         append_json_line(os.path.join(args.result_path, "log.txt"), {"test": test_stats})
     if warnings.total():
         print(warnings.summary())
-    writer.close()
+    logs["writer"].close()
     dist.cleanup()

@@ -3,7 +3,6 @@ wrapping, autocast, checkpoints (original file names and keys, atomic, with exac
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 
@@ -11,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from shared_utils import dist
+from shared_utils import dist, runtime
 from shared_utils.checkpoint import (
     add_prefix,
     extract_state_dict,
@@ -28,6 +27,7 @@ from shared_utils.rng import capture_rng_state, restore_rng_state
 
 PHASES = ("pretraining", "finetuning", "zeroshot")
 DATASETS = {"pretraining": ("ins",), "finetuning": ("ucf101", "hmdb51"), "zeroshot": ("ucf101", "hmdb51")}
+STOPPED = "stopped at global step {} (--max_iters); the same command without it (or with a larger cap) resumes"
 OPTIONAL_KEYS = ("textual_encoder.embeddings.position_ids",)  # present in some transformers versions only
 
 
@@ -86,47 +86,47 @@ def per_process(args) -> tuple[int, int]:
 
 def launch(worker, args) -> None:
     """The original's launch flags: --multiprocessing-distributed spawns one process per GPU of the node
-    (--world-size nodes, --rank node rank); torchrun works too; otherwise one process (GPU or CPU)."""
+    (--world-size nodes, --rank node rank); torchrun works too; otherwise one process (GPU or CPU, --gpu)."""
     use_cuda = torch.cuda.is_available() and not args.no_cuda
     if args.multiprocessing_distributed and "RANK" not in os.environ:
         nprocs = args.nproc_per_node or (torch.cuda.device_count() if use_cuda else 1)
         nnodes = max(args.world_size, 1)
         url = args.dist_url if args.dist_url.startswith("tcp://") and nnodes > 1 else None
-        dist.launch(worker, args, nprocs, dist_url=url, nnodes=nnodes, node_rank=max(args.rank, 0))
+        plan = runtime.LaunchPlan(nprocs, nnodes, max(args.rank, 0), url, use_cuda=use_cuda)
     else:
-        worker(args)
+        gpu_ids = (args.gpu,) if args.gpu is not None and "RANK" not in os.environ else ()
+        plan = runtime.LaunchPlan(gpu_ids=gpu_ids, use_cuda=use_cuda)
+    runtime.launch(worker, args, plan)
 
 
-def init_process(args) -> None:
-    use_cuda = torch.cuda.is_available() and not args.no_cuda
-    gpu_ids = [args.gpu] if args.gpu is not None and "RANK" not in os.environ else None
-    dist.init_distributed_mode(args, gpu_ids=gpu_ids, use_cuda=use_cuda)
-    if use_cuda:
-        torch.backends.cudnn.benchmark = True
+def init_process(args, plan: runtime.LaunchPlan) -> runtime.RunContext:
+    return runtime.setup_worker(plan, amp=args.amp, share_threads=False)
 
 
-def wrap_ddp(model: nn.Module, args, ignore: tuple[str, ...] = ()) -> nn.Module:
+def wrap_ddp(model: nn.Module, ctx: runtime.RunContext, ignore: tuple[str, ...] = ()) -> nn.Module:
     """DDP with find_unused_parameters (frozen text encoder, dropped fc); `ignore` buffers (the memory banks)
     are neither broadcast nor synchronised by DDP: every rank applies the same all-gathered updates itself."""
-    if not args.distributed:
+    if not ctx.distributed:
         return model
     if ignore:
         DDP._set_params_and_buffers_to_ignore_for_model(model, list(ignore))
-    device_ids = [args.gpu] if args.gpu is not None else None
-    return DDP(model, device_ids=device_ids, find_unused_parameters=True)
-
-
-def autocast(args):
-    if args.amp and args.device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return runtime.wrap_ddp(model, ctx, find_unused_parameters=True)
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
 
 
 def save_state(
-    path: str, model: nn.Module, optimizer, epoch: int, iteration: int, global_step: int, args, scheduler=None, **extra
+    path: str,
+    model: nn.Module,
+    optimizer,
+    epoch: int,
+    iteration: int,
+    global_step: int,
+    args,
+    ctx: runtime.RunContext,
+    scheduler=None,
+    **extra,
 ) -> None:
     """Original keys (`epoch` = the epoch to start from, 1-based; `arch`; `state_dict` with `module.` keys;
     `optimizer`) plus what exact resume needs (iteration in that epoch, global step, scheduler, every rank's RNG,
@@ -144,7 +144,7 @@ def save_state(
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "rng": rng,
-        "args": plain_args(args),
+        "args": plain_args(args, ctx),
     }
     state.update(extra)
     save_checkpoint(state, path)

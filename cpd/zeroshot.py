@@ -54,9 +54,9 @@ def memory_rows(path: str) -> int:
 
 
 @torch.no_grad()
-def main_zeroshot(args):
-    utils.init_process(args)
-    seed_everything(args.manual_seed, args.rank)
+def main_zeroshot(args, plan):
+    ctx = utils.init_process(args, plan)
+    seed_everything(args.manual_seed, ctx.rank)
     log_run_header(args, args.result_path, "opts.json")
     path = args.resume_path or args.pretrain_path
     if not path:
@@ -70,8 +70,8 @@ def main_zeroshot(args):
     if any(t is None for t in tokens):
         fail("a class caption is longer than the text encoder's 512 positions")
     print("class captions: " + "; ".join(captions[:5]) + (" ..." if len(captions) > 5 else ""))
-    classifier = ZeroShotClassifier(model, torch.stack(tokens)).to(args.device)
-    stats = run_test(classifier, args, DataWarnings(), filename="zeroshot.json")
+    classifier = ZeroShotClassifier(model, torch.stack(tokens)).to(ctx.device)
+    stats = run_test(classifier, args, ctx, DataWarnings(), filename="zeroshot.json")
     if dist.is_main_process():
         print(f"zero-shot: video top1 {stats['video_top1']:.2f} top5 {stats['video_top5']:.2f}")
     dist.cleanup()

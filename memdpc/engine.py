@@ -7,12 +7,11 @@ import json
 import math
 import os
 import time
-from contextlib import nullcontext
 
 import torch
 
 from memdpc.model import clean_state_dict
-from shared_utils import dist
+from shared_utils import dist, runtime
 from shared_utils.checkpoint import (
     CheckpointWriter,
     extract_state_dict,
@@ -33,22 +32,23 @@ BEST = "model_best.pth.tar"
 # --------------------------------------------------------------------------------------------------- devices / DDP
 
 
-def note(args, message: str) -> None:
-    """Queue a message for the worker to print after the run header (whose lines come first)."""
-    args.notes = [*getattr(args, "notes", []), message]
-
-
-def start_logging(args, exp_dir: str | None) -> None:
-    """Run header (command, git SHA, args), then the queued notes. `exp_dir` gets args.json now; runs that still
-    check their data pass None and call write_args_json once the checks passed (a failed start writes nothing)."""
-    notes = args.__dict__.pop("notes", [])
+def start_logging(args, plan: runtime.LaunchPlan, exp_dir: str | None) -> None:
+    """Run header (command, git SHA, args), then the launcher's notes. `exp_dir` gets args.json now; runs that
+    still check their data pass None and call write_args_json once the checks passed (a failed start writes
+    nothing)."""
     log_run_header(args, exp_dir)
-    for message in notes:
+    for message in plan.notes:
         print(message)
 
 
-def check_common(args, datasets: tuple[str, ...]) -> None:
-    """Flag values that would otherwise fail late (after building models or reading data)."""
+def data_workers(args) -> int:
+    """-j capped at the CPU cores (check_common notes the cap)."""
+    return min(args.workers, os.cpu_count() or 1)
+
+
+def check_common(args, datasets: tuple[str, ...]) -> list[str]:
+    """Flag values that would otherwise fail late (after building models or reading data); returns notes for the
+    run header."""
     from memdpc.backbone import ARCHS
 
     require_choice(args.net, tuple(ARCHS), "--net")
@@ -58,46 +58,37 @@ def check_common(args, datasets: tuple[str, ...]) -> None:
             fail(f"--{flag} must be positive, got {getattr(args, flag)}")
     cores = os.cpu_count() or 1
     if args.workers > cores:
-        note(args, f"note: -j {args.workers} > {cores} CPU cores; using {cores} data workers")
-        args.workers = cores
+        return [f"note: -j {args.workers} > {cores} CPU cores; using {cores} data workers"]
+    return []
 
 
-def launch(worker, args) -> None:
+def launch(worker, args, notes: list[str]) -> None:
     """`--gpu 0,1` -> one DDP process per id (nccl); `--gpu cpu` or no CUDA -> one CPU process; torchrun -> as set."""
     gpu_ids = dist.parse_gpu_list(args.gpu)
     if gpu_ids and not torch.cuda.is_available():
-        note(args, f"note: --gpu {args.gpu}: CUDA is not available, running on the CPU in one process")
+        notes = [*notes, f"note: --gpu {args.gpu}: CUDA is not available, running on the CPU in one process"]
         gpu_ids = []
     if gpu_ids and max(gpu_ids) >= torch.cuda.device_count():
         fail(f"--gpu {args.gpu}: only {torch.cuda.device_count()} CUDA device(s) visible")
-    args.gpu_ids = gpu_ids
-    dist.launch(worker, args, nprocs=max(len(gpu_ids), 1))
+    plan = runtime.LaunchPlan(
+        nprocs=max(len(gpu_ids), 1), gpu_ids=tuple(gpu_ids), use_cuda=bool(gpu_ids), notes=tuple(notes)
+    )
+    runtime.launch(worker, args, plan)
 
 
-def setup_worker(args) -> torch.device:
-    """Process group (gloo on CPU), device, cuDNN autotuning; returns the device."""
-    dist.init_distributed_mode(args, gpu_ids=args.gpu_ids or None, use_cuda=bool(args.gpu_ids))
-    if args.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    elif args.distributed:  # CPU processes share the cores instead of each spinning a full thread pool
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", args.world_size))
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // local)))
-    return args.device
+def setup_worker(args, plan: runtime.LaunchPlan) -> runtime.RunContext:
+    """Process group (gloo on CPU), device, cuDNN autotuning, CPU cores shared by the local processes."""
+    return runtime.setup_worker(plan, amp=args.amp, respect_omp=False)
 
 
-def wrap_ddp(model: torch.nn.Module, args) -> torch.nn.Module:
+def wrap_ddp(model: torch.nn.Module, ctx: runtime.RunContext) -> torch.nn.Module:
     """DDP with default gradient averaging and rank-0 buffer broadcast; no SyncBN (per-GPU BN as the original)."""
-    if not args.distributed:
-        return model
-    device_ids = [args.gpu] if args.device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return runtime.wrap_ddp(model, ctx)
 
 
-def autocast(args):
-    """bf16 autocast on CUDA behind --amp; a no-op context on the CPU."""
-    if args.amp and args.device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+def total_batch(args, plan: runtime.LaunchPlan) -> int:
+    """The batch over all GPUs, as the original's folder names write it."""
+    return args.batch_size * max(len(plan.gpu_ids), dist.get_world_size(), 1)
 
 
 def to_channels_last(model: torch.nn.Module, args) -> None:
@@ -147,7 +138,7 @@ def make_loader(dataset, args, shuffle: bool, seed: int, drop_last: bool = True,
         drop_last = False  # a tiny validation set still yields one (smaller) batch
     batch = args.batch_size if collate_fn is None else 1
     sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, drop_last=drop_last, batch_size=batch)
-    workers = int(math.ceil(args.workers / world)) if args.workers > 0 else 0
+    workers = int(math.ceil(data_workers(args) / world)) if data_workers(args) > 0 else 0
     return build_loader(dataset, batch, sampler, workers, collate_fn=collate_fn, drop_last=drop_last)
 
 
@@ -156,6 +147,21 @@ def epoch_steps(loader, args) -> int:
     items = loader.sampler.epoch_length()
     full = items // loader.batch_size if loader.drop_last else -(-items // loader.batch_size)
     return min(full, args.iters_per_epoch) if args.iters_per_epoch > 0 else full
+
+
+def save_due(args, run: dict) -> bool:
+    """--save_every_iters: the resumable latest checkpoint is due after this iteration."""
+    return args.save_every_iters > 0 and run["iteration"] % args.save_every_iters == 0
+
+
+def stop_inside_epoch(args, run: dict, epoch_continues: bool) -> bool:
+    """--max_iters (total optimiser steps): mark the run stopped at this step; True when that cuts the epoch short
+    (the caller writes the latest checkpoint and skips the epoch end), False when the epoch ends here anyway."""
+    if not (args.max_iters and run["iteration"] >= args.max_iters):
+        return False
+    run["stop"] = "inside" if epoch_continues else "end"
+    print(f"stopped at global step {run['iteration']} (--max_iters); the same command without it resumes")
+    return epoch_continues
 
 
 # --------------------------------------------------------------------------------------------------- folders / logs
@@ -216,7 +222,9 @@ def gather_rng_states() -> list[dict]:
     return dist.all_gather_object(capture_rng_state())
 
 
-def make_state(model, optimizer, scheduler, args, *, epoch, next_epoch, epoch_step, iteration, best_acc, rng, meters):
+def make_state(
+    model, optimizer, scheduler, args, ctx, *, epoch, next_epoch, epoch_step, iteration, best_acc, rng, meters
+):
     """The original's keys (epoch, state_dict, best_acc, optimizer, iteration) plus what exact resume needs."""
     return {
         "epoch": int(epoch),  # index of the last finished epoch (original meaning)
@@ -230,7 +238,7 @@ def make_state(model, optimizer, scheduler, args, *, epoch, next_epoch, epoch_st
         "epoch_step": int(epoch_step),  # iterations of next_epoch already done (mid-epoch latest)
         "rng": rng,
         "meters": meters,
-        "args": plain_args(args),
+        "args": plain_args(args, ctx),
     }
 
 

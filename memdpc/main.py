@@ -45,14 +45,14 @@ def build_model(args) -> MemDPC:
     )
 
 
-def experiment_dir(args) -> str:
+def experiment_dir(args, plan) -> str:
     """log_<prefix>/memdpc_<dataset>-<img>_<net>_mem<M>_bs<total>_lr<lr>_seq<N>_pred<P>_len<SL>_ds<ds> (original)."""
     if args.output_dir:
         return args.output_dir
     if args.resume:
         return os.path.dirname(os.path.dirname(os.path.abspath(args.resume)))
     flow = "-flow" if args.modality == "flow" else ""
-    total = args.batch_size * max(len(args.gpu_ids), dist.get_world_size(), 1)
+    total = engine.total_batch(args, plan)
     name = (
         f"memdpc_{args.dataset}-{args.img_dim}{flow}_{args.net}_mem{args.mem_size}_bs{total}_lr{args.lr}"
         f"_seq{args.num_seq}_pred{args.pred_step}_len{args.seq_len}_ds{args.ds}"
@@ -66,7 +66,7 @@ def step_metrics(loss, losses, accs) -> torch.Tensor:
     return dist.all_reduce_mean(local.float().cpu())
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, epoch, args, run) -> dict:
+def train_one_epoch(model, loader, optimizer, scheduler, epoch, args, ctx, run) -> dict:
     """One pass (or the rest of one, after a mid-epoch resume); returns the epoch averages."""
     model.train()
     metric_logger = MetricLogger()
@@ -75,8 +75,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, epoch, args, run) -> di
     batches = itertools.islice(loader, max(total - start, 0))
     header = f"Epoch: [{epoch}]"
     for i, (block, _, _) in enumerate(metric_logger.log_every(batches, args.print_freq, header, total - start), start):
-        block = block.to(args.device, non_blocking=True)
-        with engine.autocast(args):
+        block = block.to(ctx.device, non_blocking=True)
+        with ctx.autocast():
             loss, losses, accs, _ = model(block)
         check_finite(loss, run["iteration"])
         optimizer.zero_grad(set_to_none=True)
@@ -90,38 +90,32 @@ def train_one_epoch(model, loader, optimizer, scheduler, epoch, args, run) -> di
         if args.print_freq > 0 and i % args.print_freq == 0:
             for name, value in zip(METRICS, values.tolist(), strict=True):
                 run["tb_train"].add_scalar(f"local/{name}", value, run["iteration"])
-        if args.save_every_iters > 0 and run["iteration"] % args.save_every_iters == 0 and i + 1 < total:
-            save(
-                model,
-                optimizer,
-                scheduler,
-                args,
-                run,
-                epoch,
-                next_epoch=epoch,
-                epoch_step=i + 1,
-                meters=metric_logger.totals(),
-            )
+        stop = engine.stop_inside_epoch(args, run, i + 1 < total)
+        if i + 1 < total and (stop or engine.save_due(args, run)):
+            meters = metric_logger.totals()
+            save(model, optimizer, scheduler, args, ctx, run, epoch, next_epoch=epoch, epoch_step=i + 1, meters=meters)
+        if stop:
+            return {}
     run["epoch_step"] = 0
     metric_logger.synchronize_between_processes()
     return {name: metric_logger.meters[name].global_avg for name in METRICS}
 
 
 @torch.no_grad()
-def validate(model, loader, args) -> dict:
+def validate(model, loader, args, ctx) -> dict:
     """Validation on the 30% subset with the training augmentation (as the original); eval mode, no grad."""
     model.eval()
     metric_logger = MetricLogger()
     for block, _, _ in metric_logger.log_every(loader, args.print_freq, "Val:"):
-        with engine.autocast(args):
-            loss, losses, accs, _ = model(block.to(args.device, non_blocking=True))
+        with ctx.autocast():
+            loss, losses, accs, _ = model(block.to(ctx.device, non_blocking=True))
         local = torch.stack([loss.float(), accs[0][0, 0], accs[0][0, 1], accs[1][0, 0], accs[1][0, 1]]).cpu()
         metric_logger.update(n=block.shape[0], **dict(zip(METRICS, local.tolist(), strict=True)))
     metric_logger.synchronize_between_processes()
     return {name: metric_logger.meters[name].global_avg for name in METRICS}
 
 
-def save(model, optimizer, scheduler, args, run, epoch, next_epoch, epoch_step=0, is_best=False, meters=None):
+def save(model, optimizer, scheduler, args, ctx, run, epoch, next_epoch, epoch_step=0, is_best=False, meters=None):
     """Every rank contributes its RNG state; rank 0 writes (atomically). Epoch ends also write epoch<E>.pth.tar."""
     rng = engine.gather_rng_states()
     if not dist.is_main_process():
@@ -131,6 +125,7 @@ def save(model, optimizer, scheduler, args, run, epoch, next_epoch, epoch_step=0
         optimizer,
         scheduler,
         args,
+        ctx,
         epoch=epoch if epoch_step == 0 else epoch - 1,
         next_epoch=next_epoch,
         epoch_step=epoch_step,
@@ -150,19 +145,8 @@ def load_pretrain(model, path: str) -> None:
         fail(f"--pretrain '{path}' holds no backbone weights of this architecture")
 
 
-def worker(args) -> None:
-    device = engine.setup_worker(args)
-    exp = experiment_dir(args)
-    engine.start_logging(args, None)  # args.json once model, checkpoint and data passed their checks
-    # ---------------------------------------------------------------- model (same seed on every rank)
-    seed_everything(args.seed)
-    model = build_model(args).to(device)
-    if args.pretrain:
-        load_pretrain(model, args.pretrain)
-    engine.to_channels_last(model, args)
-    seed_everything(args.seed, dist.get_rank())  # per-rank stream for dropout from here on
-    # ---------------------------------------------------------------- data
-    warnings = DataWarnings()
+def build_loaders(args, warnings: DataWarnings):
+    """Training and validation loaders (the validation split: 30% of the test list, as the original)."""
     train_set = build_dataset(args, "train", "pretrain", warnings)
     val_set = build_dataset(args, "val", "pretrain", warnings)
     train_loader = engine.make_loader(train_set, args, shuffle=True, seed=args.seed)
@@ -171,72 +155,106 @@ def worker(args) -> None:
     if steps == 0:
         fail(f"{len(train_set)} training videos give no full batch of {args.batch_size} per process")
     print(f"train {len(train_set)} videos, {steps} iterations/epoch; val {len(val_set)} videos")
-    # ---------------------------------------------------------------- optimisation
+    return train_loader, val_loader
+
+
+def build_optimizer(model, args, steps: int):
+    """Adam + the released LR multiplier over iterations (milestones in epochs x iterations per epoch)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.wd)
     milestones = [m * steps for m in MILESTONES.get(args.dataset, [1000])]
     rule = "x0.1 at every milestone (--fix schedule)" if fix_enabled(args, "schedule") else "the released single drop"
     print(f"LR steps (iterations): {milestones}, {rule}")
-    scheduler = engine.make_scheduler(optimizer, milestones, args)
-    ddp_model = engine.wrap_ddp(model, args)
-    # ---------------------------------------------------------------- folders, logs, resume
-    write_args_json(args, exp)
-    img_dir, model_dir = os.path.join(exp, "img"), os.path.join(exp, "model")
-    run = {"iteration": 0, "best_acc": -1.0, "epoch_step": 0, "writer": engine.checkpoint_writer(model_dir)}
+    return optimizer, engine.make_scheduler(optimizer, milestones, args)
+
+
+def start_run(model, optimizer, scheduler, args, exp: str) -> tuple[dict, int]:
+    """The run's mutable state (resumed from --resume or the folder's latest checkpoint) and the first epoch."""
+    run = {"iteration": 0, "best_acc": -1.0, "epoch_step": 0}
+    run["writer"] = engine.checkpoint_writer(os.path.join(exp, "model"))
+    start_epoch = args.start_epoch
     resume_path = args.resume or run["writer"].latest()
     if args.resume == "" and resume_path:
         print(f"=> found {resume_path}: resuming automatically")
     if resume_path:
         restored = engine.resume(resume_path, model, optimizer, scheduler, args)
-        args.start_epoch = restored.pop("start_epoch")
+        start_epoch = restored.pop("start_epoch")
         run.update(restored)
-        engine.trim_json_log(os.path.join(exp, "log.txt"), args.start_epoch)
-    text_log = engine.text_log_path(img_dir)
+        engine.trim_json_log(os.path.join(exp, "log.txt"), start_epoch)
+    img_dir = os.path.join(exp, "img")
+    run["text_log"] = engine.text_log_path(img_dir)
     os.makedirs(img_dir, exist_ok=True)
-    engine.write_text_log(text_log, json.dumps(vars(args), default=str, sort_keys=True))
-    run["tb_train"], tb_val = engine.tb_writers(img_dir, not args.no_tensorboard)
-    # ---------------------------------------------------------------- epochs
-    for epoch in range(args.start_epoch, args.epochs):
+    engine.write_text_log(run["text_log"], json.dumps(vars(args), default=str, sort_keys=True))
+    run["tb_train"], run["tb_val"] = engine.tb_writers(img_dir, not args.no_tensorboard)
+    return run, start_epoch
+
+
+def end_epoch(model, optimizer, scheduler, args, ctx, run, epoch, train_stats, val_stats, exp, start_time) -> None:
+    """Best accuracy, TensorBoard, the JSON line, the epoch checkpoint and the original's text log line."""
+    val_acc = (val_stats["F-top1"] + val_stats["B-top1"]) / 2
+    is_best = val_acc > run["best_acc"]
+    run["best_acc"] = max(val_acc, run["best_acc"])
+    for name in METRICS:
+        run["tb_train"].add_scalar(f"global/{name}", train_stats[name], epoch)
+        run["tb_val"].add_scalar(f"global/{name}", val_stats[name], epoch)
+    record = {
+        "epoch": epoch,
+        "iteration": run["iteration"],
+        "lr": optimizer.param_groups[0]["lr"],
+        "time": round(time.time() - start_time, 2),
+        **{f"train_{k}": v for k, v in train_stats.items()},
+        **{f"val_{k}": v for k, v in val_stats.items()},
+        "best_acc": run["best_acc"],
+    }
+    append_json_line(os.path.join(exp, "log.txt"), record)
+    # after the JSON line: a run killed in between resumes before this epoch end and rewrites the line
+    save(model, optimizer, scheduler, args, ctx, run, epoch, next_epoch=epoch + 1, is_best=is_best)
+    line = (
+        f"Epoch: [{epoch}/{args.epochs}] Loss {train_stats['loss']:.6f} Acc {train_stats['F-top1']:.4f} | "
+        f"val Loss {val_stats['loss']:.6f} Acc {val_acc:.4f} | "
+        f"{datetime.timedelta(seconds=int(time.time() - start_time))}"
+    )
+    print(line)
+    engine.write_text_log(run["text_log"], line)
+
+
+def worker(args, plan) -> None:
+    ctx = engine.setup_worker(args, plan)
+    exp = experiment_dir(args, plan)
+    engine.start_logging(args, plan, None)  # args.json once model, checkpoint and data passed their checks
+    seed_everything(args.seed)  # the model: same seed on every rank
+    model = build_model(args).to(ctx.device)
+    if args.pretrain:
+        load_pretrain(model, args.pretrain)
+    engine.to_channels_last(model, args)
+    seed_everything(args.seed, dist.get_rank())  # per-rank stream for dropout from here on
+    warnings = DataWarnings()
+    train_loader, val_loader = build_loaders(args, warnings)
+    optimizer, scheduler = build_optimizer(model, args, engine.epoch_steps(train_loader, args))
+    ddp_model = engine.wrap_ddp(model, ctx)
+    write_args_json(args, exp)
+    run, start_epoch = start_run(model, optimizer, scheduler, args, exp)
+    for epoch in range(start_epoch, args.epochs):
         start_time = time.time()
         train_loader.sampler.set_epoch(epoch)
         train_loader.sampler.set_start_iteration(run["epoch_step"])
-        train_stats = train_one_epoch(ddp_model, train_loader, optimizer, scheduler, epoch, args, run)
+        train_stats = train_one_epoch(ddp_model, train_loader, optimizer, scheduler, epoch, args, ctx, run)
+        if run.get("stop") == "inside":
+            break
         val_loader.sampler.set_epoch(epoch)
-        val_stats = validate(ddp_model, val_loader, args)
-        val_acc = (val_stats["F-top1"] + val_stats["B-top1"]) / 2
-        is_best = val_acc > run["best_acc"]
-        run["best_acc"] = max(val_acc, run["best_acc"])
-        for name in METRICS:
-            run["tb_train"].add_scalar(f"global/{name}", train_stats[name], epoch)
-            tb_val.add_scalar(f"global/{name}", val_stats[name], epoch)
-        record = {
-            "epoch": epoch,
-            "iteration": run["iteration"],
-            "lr": optimizer.param_groups[0]["lr"],
-            "time": round(time.time() - start_time, 2),
-            **{f"train_{k}": v for k, v in train_stats.items()},
-            **{f"val_{k}": v for k, v in val_stats.items()},
-            "best_acc": run["best_acc"],
-        }
-        append_json_line(os.path.join(exp, "log.txt"), record)
-        # after the JSON line: a run killed in between resumes before this epoch end and rewrites the line
-        save(model, optimizer, scheduler, args, run, epoch, next_epoch=epoch + 1, is_best=is_best)
-        line = (
-            f"Epoch: [{epoch}/{args.epochs}] Loss {train_stats['loss']:.6f} Acc {train_stats['F-top1']:.4f} | "
-            f"val Loss {val_stats['loss']:.6f} Acc {val_acc:.4f} | "
-            f"{datetime.timedelta(seconds=int(time.time() - start_time))}"
-        )
-        print(line)
-        engine.write_text_log(text_log, line)
+        val_stats = validate(ddp_model, val_loader, args, ctx)
+        end_epoch(model, optimizer, scheduler, args, ctx, run, epoch, train_stats, val_stats, exp, start_time)
+        if run.get("stop"):
+            break
     if warnings.summary():
         print(warnings.summary())
     run["tb_train"].close()
-    tb_val.close()
-    print(f"Training from ep {args.start_epoch} to {args.epochs} finished; checkpoints in {model_dir}")
+    run["tb_val"].close()
+    print(f"Training from ep {start_epoch} to {args.epochs} finished; checkpoints in {os.path.join(exp, 'model')}")
     dist.cleanup()
 
 
 def main(args) -> None:
-    engine.check_common(args, ("ucf101", "hmdb51", "k400"))
+    notes = engine.check_common(args, ("ucf101", "hmdb51", "k400"))
     if args.model != "memdpc":
         fail(f"unknown --model '{args.model}' (only 'memdpc')")
     for flag in ("resume", "pretrain"):
@@ -244,7 +262,7 @@ def main(args) -> None:
             require_file(getattr(args, flag), f"--{flag} checkpoint")
     for subset in ("train", "test"):  # lists and data checked before anything is written
         read_entries(args, subset, with_labels=False)
-    engine.launch(worker, args)
+    engine.launch(worker, args, notes)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from shared_utils.cli import ArgumentParser, add_fix_flag, fix_enabled
+from shared_utils.cli import ArgumentParser, add_fix_flag, add_run_flags, fix_enabled
 from shared_utils.width import add_width_flag
 
 # Where the README's data preparation writes the lists (`write_splits --out data/lists` from the repository root,
@@ -92,27 +92,9 @@ def _extensions(parser: ArgumentParser) -> None:
         type=str,
         help="flow tree <flow_root>/<Class>/<video>/flow_%%05d.jpg (default: a 'flow' folder next to the frame tree)",
     )
-    group.add_argument(
-        "--output_dir",
-        default="",
-        type=str,
-        help="experiment folder (default: log_<prefix>/<name built from the flags>, as the original)",
-    )
-    group.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (no effect on the CPU)")
-    group.add_argument("--channels_last", action="store_true", help="channels_last_3d memory format (CUDA)")
-    group.add_argument(
-        "--save_every_iters",
-        default=0,
-        type=int,
-        help="also write the resumable latest.pth.tar every N iterations (0: at epoch ends only)",
-    )
-    group.add_argument(
-        "--iters_per_epoch",
-        default=0,
-        type=int,
-        help="cap the iterations of each epoch (0: a full pass; for smoke runs)",
-    )
-    group.add_argument("--no_tensorboard", action="store_true", help="do not write TensorBoard event files")
+    # --output_dir default: log_<prefix>/<name built from the flags>, as the original
+    add_run_flags(group, "output_dir", "amp", "channels_last", "save_every_iters", "iters_per_epoch", "max_iters")
+    add_run_flags(group, "no_tensorboard")
     add_width_flag(group)
 
 

@@ -38,24 +38,29 @@ SCHEDULE = {"ucf101": [300, 400], "hmdb51": [150, 250]}
 FROZEN = ("bone", "agg", "mb", "network_pred")  # linear probe: names containing these are frozen
 
 
+def num_classes(args) -> int:
+    """The dataset's class count, or the count ClassInd.txt lists where that differs (a note says so)."""
+    num_class = NUM_CLASS[args.dataset]
+    if not args.fuse:
+        n_listed = len(class_names(args.csv_root, args.dataset))
+        if n_listed != num_class:
+            print(f"note: ClassInd.txt lists {n_listed} classes, not {num_class}: using {n_listed}")
+            num_class = n_listed
+    return num_class
+
+
 def build_model(args) -> LC:
     if args.model != "lc":
         fail(f"unknown --model '{args.model}' (only 'lc')")
     if args.dataset not in NUM_CLASS:
         fail(f"unknown --dataset '{args.dataset}' for evaluation (choose from: ucf101, hmdb51)")
-    args.num_class = NUM_CLASS[args.dataset]
-    if not args.fuse:
-        n_listed = len(class_names(args.csv_root, args.dataset))
-        if n_listed != args.num_class:
-            print(f"note: ClassInd.txt lists {n_listed} classes, not {args.num_class}: using {n_listed}")
-            args.num_class = n_listed
     return LC(
         args.img_dim,
         args.num_seq,
         args.seq_len,
         args.net,
         args.dropout,
-        args.num_class,
+        num_classes(args),
         args.train_what,
         relu_before_pool=not fix_enabled(args, "lc_relu_order"),
         width_mult=args.width_mult,
@@ -98,7 +103,7 @@ def set_train_mode(model, args) -> None:
         unwrap_model(model).final_fc.train()
 
 
-def train_one_epoch(model, loader, optimizer, epoch, args, run) -> dict:
+def train_one_epoch(model, loader, optimizer, epoch, args, ctx, run) -> dict:
     set_train_mode(model, args)
     metric_logger = MetricLogger()
     metric_logger.restore_totals(run.pop("meters", {}))
@@ -108,8 +113,8 @@ def train_one_epoch(model, loader, optimizer, epoch, args, run) -> dict:
     for i, (block, label, _) in enumerate(
         metric_logger.log_every(batches, args.print_freq, header, total - start), start
     ):
-        block, label = block.to(args.device, non_blocking=True), label.to(args.device, non_blocking=True)
-        with engine.autocast(args):
+        block, label = block.to(ctx.device, non_blocking=True), label.to(ctx.device, non_blocking=True)
+        with ctx.autocast():
             output, _ = model(block)
         logits = output.float().reshape(-1, output.shape[-1])  # B*steps, C (one output step)
         loss = F.cross_entropy(logits, label.repeat_interleave(output.shape[1]))
@@ -123,29 +128,24 @@ def train_one_epoch(model, loader, optimizer, epoch, args, run) -> dict:
         if args.print_freq > 0 and i % args.print_freq == 0:
             run["tb_train"].add_scalar("local/loss", values[0].item(), run["iteration"])
             run["tb_train"].add_scalar("local/accuracy", values[1].item(), run["iteration"])
-        if args.save_every_iters > 0 and run["iteration"] % args.save_every_iters == 0 and i + 1 < total:
-            save(
-                model,
-                optimizer,
-                args,
-                run,
-                epoch,
-                next_epoch=epoch,
-                epoch_step=i + 1,
-                meters=metric_logger.totals(),
-            )
+        stop = engine.stop_inside_epoch(args, run, i + 1 < total)
+        if i + 1 < total and (stop or engine.save_due(args, run)):
+            meters = metric_logger.totals()
+            save(model, optimizer, args, ctx, run, epoch, next_epoch=epoch, epoch_step=i + 1, meters=meters)
+        if stop:
+            return {}
     run["epoch_step"] = 0
     metric_logger.synchronize_between_processes()
     return {k: metric_logger.meters[k].global_avg for k in ("loss", "accuracy")}
 
 
 @torch.no_grad()
-def validate(model, loader, args) -> dict:
+def validate(model, loader, args, ctx) -> dict:
     model.eval()
     metric_logger = MetricLogger()
     for block, label, _ in metric_logger.log_every(loader, args.print_freq, "Val:"):
-        with engine.autocast(args):
-            output, _ = model(block.to(args.device, non_blocking=True))
+        with ctx.autocast():
+            output, _ = model(block.to(ctx.device, non_blocking=True))
         logits, label = output.float().reshape(-1, output.shape[-1]).cpu(), label.repeat_interleave(output.shape[1])
         metric_logger.update(
             n=block.shape[0],
@@ -156,7 +156,7 @@ def validate(model, loader, args) -> dict:
     return {k: metric_logger.meters[k].global_avg for k in ("loss", "accuracy")}
 
 
-def save(model, optimizer, args, run, epoch, next_epoch, epoch_step=0, is_best=False, meters=None) -> None:
+def save(model, optimizer, args, ctx, run, epoch, next_epoch, epoch_step=0, is_best=False, meters=None) -> None:
     rng = engine.gather_rng_states()
     if dist.is_main_process():
         state = engine.make_state(
@@ -164,6 +164,7 @@ def save(model, optimizer, args, run, epoch, next_epoch, epoch_step=0, is_best=F
             optimizer,
             run["scheduler"],
             args,
+            ctx,
             epoch=epoch if epoch_step == 0 else epoch - 1,
             next_epoch=next_epoch,
             epoch_step=epoch_step,
@@ -175,14 +176,14 @@ def save(model, optimizer, args, run, epoch, next_epoch, epoch_step=0, is_best=F
         run["writer"].save(state, epoch=epoch if epoch_step == 0 else None, is_best=is_best)
 
 
-def experiment_dir(args) -> str:
+def experiment_dir(args, plan) -> str:
     """log_<prefix>/<dataset>-<img>-sp<split>_<net>_lc_bs<total>_lr<lr>_wd<wd>_ds<ds>_seq<N>_len<SL>_dp<dropout>
     _train-<what>[_pt=<pretrain path, '/' -> '-'>] (the original's name)."""
     if args.output_dir:
         return args.output_dir
     if args.resume:
         return os.path.dirname(os.path.dirname(os.path.abspath(args.resume)))
-    total = args.batch_size * max(len(args.gpu_ids), dist.get_world_size(), 1)
+    total = engine.total_batch(args, plan)
     flow = "-flow" if args.modality == "flow" else ""
     name = (
         f"{args.dataset}-{args.img_dim}{flow}-sp{args.split}_{args.net}_{args.model}_bs{total}_lr{args.lr}"
@@ -193,33 +194,18 @@ def experiment_dir(args) -> str:
     return os.path.join(f"log_{args.prefix}", name)
 
 
-def run_test(model, args) -> None:
+def run_test(model, args, ctx, plan) -> None:
     """--test CKPT (strict load) or --test random, then the multi-crop test."""
     if args.test == "random":
-        out_dir, name = experiment_dir(args), "random"
+        out_dir, name = experiment_dir(args, plan), "random"
         os.makedirs(out_dir, exist_ok=True)
     else:
         engine.load_model_weights(model, args.test, f"test '{args.test}'")
         out_dir, name = os.path.dirname(os.path.abspath(args.test)), os.path.basename(args.test)
-    multicrop_test(model, args, os.path.join(out_dir, name))
+    multicrop_test(model, args, ctx, os.path.join(out_dir, name))
 
 
-def worker(args) -> None:
-    device = engine.setup_worker(args)
-    exp = experiment_dir(args)
-    engine.start_logging(args, None)  # args.json (training only) once checkpoint and data passed their checks
-    seed_everything(args.seed)
-    model = build_model(args).to(device)
-    engine.to_channels_last(model, args)
-    seed_everything(args.seed, dist.get_rank())
-    if args.test:
-        run_test(model, args)
-        dist.cleanup()
-        return
-    if args.pretrain and args.pretrain != "random":
-        load_pretrained(model, args.pretrain)
-    # ---------------------------------------------------------------- data
-    warnings = DataWarnings()
+def build_loaders(args, warnings: DataWarnings):
     train_set = build_dataset(args, "train", "eval", warnings)
     val_set = build_dataset(args, "val", "eval", warnings)
     train_loader = engine.make_loader(train_set, args, shuffle=True, seed=args.seed)
@@ -227,74 +213,105 @@ def worker(args) -> None:
     if engine.epoch_steps(train_loader, args) == 0:
         fail(f"{len(train_set)} training videos give no full batch of {args.batch_size} per process")
     print(f"train {len(train_set)} videos; val {len(val_set)} videos (30% of the test split)")
-    # ---------------------------------------------------------------- optimisation
+    return train_loader, val_loader
+
+
+def build_optimizer(model, args):
     optimizer = torch.optim.Adam(param_groups(model, args), lr=args.lr, weight_decay=args.wd)
     milestones = args.schedule or SCHEDULE[args.dataset]
     rule = "x0.1 at every milestone (--fix schedule)" if fix_enabled(args, "schedule") else "the released single drop"
     print(f"LR milestones (epochs) {milestones}, {rule}")
     # Stepped after each epoch with the epoch index, as the original: a drop takes effect one epoch late.
-    scheduler = engine.make_scheduler(optimizer, milestones, args, one_epoch_late=True)
-    ddp_model = engine.wrap_ddp(model, args)
-    # ---------------------------------------------------------------- folders, logs, resume
-    write_args_json(args, exp)
-    img_dir, model_dir = os.path.join(exp, "img"), os.path.join(exp, "model")
-    run = {
-        "iteration": 0,
-        "best_acc": -1.0,
-        "epoch_step": 0,
-        "writer": engine.checkpoint_writer(model_dir),
-        "scheduler": scheduler,
-    }
+    return optimizer, engine.make_scheduler(optimizer, milestones, args, one_epoch_late=True)
+
+
+def start_run(model, optimizer, scheduler, args, exp: str) -> tuple[dict, int]:
+    """The run's mutable state (resumed from --resume or the folder's latest checkpoint) and the first epoch."""
+    run = {"iteration": 0, "best_acc": -1.0, "epoch_step": 0, "scheduler": scheduler}
+    run["writer"] = engine.checkpoint_writer(os.path.join(exp, "model"))
+    start_epoch = args.start_epoch
     resume_path = args.resume or run["writer"].latest()
     if resume_path:
         restored = engine.resume(resume_path, model, optimizer, scheduler, args)
-        args.start_epoch = restored.pop("start_epoch")
+        start_epoch = restored.pop("start_epoch")
         run.update(restored)
-        engine.trim_json_log(os.path.join(exp, "log.txt"), args.start_epoch)
+        engine.trim_json_log(os.path.join(exp, "log.txt"), start_epoch)
+    img_dir = os.path.join(exp, "img")
     os.makedirs(img_dir, exist_ok=True)
-    text_log = engine.text_log_path(img_dir)
-    engine.write_text_log(text_log, json.dumps(vars(args), default=str, sort_keys=True))
-    run["tb_train"], tb_val = engine.tb_writers(img_dir, not args.no_tensorboard)
-    # ---------------------------------------------------------------- epochs
-    for epoch in range(args.start_epoch, args.epochs):
+    run["text_log"] = engine.text_log_path(img_dir)
+    engine.write_text_log(run["text_log"], json.dumps(vars(args), default=str, sort_keys=True))
+    run["tb_train"], run["tb_val"] = engine.tb_writers(img_dir, not args.no_tensorboard)
+    return run, start_epoch
+
+
+def end_epoch(model, optimizer, args, ctx, run, epoch, train_stats, val_stats, exp, start_time) -> None:
+    """Best accuracy, TensorBoard, the JSON line, the epoch checkpoint and the original's text log line."""
+    is_best = val_stats["accuracy"] > run["best_acc"]
+    run["best_acc"] = max(val_stats["accuracy"], run["best_acc"])
+    for name in ("loss", "accuracy"):
+        run["tb_train"].add_scalar(f"global/{name}", train_stats[name], epoch)
+        run["tb_val"].add_scalar(f"global/{name}", val_stats[name], epoch)
+    append_json_line(
+        os.path.join(exp, "log.txt"),
+        {
+            "epoch": epoch,
+            "iteration": run["iteration"],
+            "lr": optimizer.param_groups[-1]["lr"],
+            **{f"train_{k}": v for k, v in train_stats.items()},
+            **{f"val_{k}": v for k, v in val_stats.items()},
+            "best_acc": run["best_acc"],
+            "time": round(time.time() - start_time, 2),
+        },
+    )
+    # after the JSON line: a run killed in between resumes before this epoch end and rewrites the line
+    save(model, optimizer, args, ctx, run, epoch, next_epoch=epoch + 1, is_best=is_best)
+    line = (
+        f"Epoch: [{epoch}/{args.epochs}] Loss {train_stats['loss']:.4f} Acc {train_stats['accuracy']:.4f} | "
+        f"val Loss {val_stats['loss']:.4f} Acc {val_stats['accuracy']:.4f} | "
+        f"{datetime.timedelta(seconds=int(time.time() - start_time))}"
+    )
+    print(line)
+    engine.write_text_log(run["text_log"], line)
+
+
+def worker(args, plan) -> None:
+    ctx = engine.setup_worker(args, plan)
+    exp = experiment_dir(args, plan)
+    engine.start_logging(args, plan, None)  # args.json (training only) once checkpoint and data passed their checks
+    seed_everything(args.seed)
+    model = build_model(args).to(ctx.device)
+    engine.to_channels_last(model, args)
+    seed_everything(args.seed, dist.get_rank())
+    if args.test:
+        run_test(model, args, ctx, plan)
+        dist.cleanup()
+        return
+    if args.pretrain and args.pretrain != "random":
+        load_pretrained(model, args.pretrain)
+    warnings = DataWarnings()
+    train_loader, val_loader = build_loaders(args, warnings)
+    optimizer, scheduler = build_optimizer(model, args)
+    ddp_model = engine.wrap_ddp(model, ctx)
+    write_args_json(args, exp)
+    run, start_epoch = start_run(model, optimizer, scheduler, args, exp)
+    for epoch in range(start_epoch, args.epochs):
         start_time = time.time()
         train_loader.sampler.set_epoch(epoch)
         train_loader.sampler.set_start_iteration(run["epoch_step"])
-        train_stats = train_one_epoch(ddp_model, train_loader, optimizer, epoch, args, run)
+        train_stats = train_one_epoch(ddp_model, train_loader, optimizer, epoch, args, ctx, run)
+        if run.get("stop") == "inside":
+            break
         val_loader.sampler.set_epoch(epoch)
-        val_stats = validate(ddp_model, val_loader, args)
+        val_stats = validate(ddp_model, val_loader, args, ctx)
         scheduler.step()
-        is_best = val_stats["accuracy"] > run["best_acc"]
-        run["best_acc"] = max(val_stats["accuracy"], run["best_acc"])
-        for name in ("loss", "accuracy"):
-            run["tb_train"].add_scalar(f"global/{name}", train_stats[name], epoch)
-            tb_val.add_scalar(f"global/{name}", val_stats[name], epoch)
-        append_json_line(
-            os.path.join(exp, "log.txt"),
-            {
-                "epoch": epoch,
-                "iteration": run["iteration"],
-                "lr": optimizer.param_groups[-1]["lr"],
-                **{f"train_{k}": v for k, v in train_stats.items()},
-                **{f"val_{k}": v for k, v in val_stats.items()},
-                "best_acc": run["best_acc"],
-                "time": round(time.time() - start_time, 2),
-            },
-        )
-        # after the JSON line: a run killed in between resumes before this epoch end and rewrites the line
-        save(model, optimizer, args, run, epoch, next_epoch=epoch + 1, is_best=is_best)
-        line = (
-            f"Epoch: [{epoch}/{args.epochs}] Loss {train_stats['loss']:.4f} Acc {train_stats['accuracy']:.4f} | "
-            f"val Loss {val_stats['loss']:.4f} Acc {val_stats['accuracy']:.4f} | "
-            f"{datetime.timedelta(seconds=int(time.time() - start_time))}"
-        )
-        print(line)
-        engine.write_text_log(text_log, line)
+        end_epoch(model, optimizer, args, ctx, run, epoch, train_stats, val_stats, exp, start_time)
+        if run.get("stop"):
+            break
     if warnings.summary():
         print(warnings.summary())
     run["tb_train"].close()
-    tb_val.close()
-    print(f"Training from ep {args.start_epoch} to {args.epochs} finished; checkpoints in {model_dir}")
+    run["tb_val"].close()
+    print(f"Training from ep {start_epoch} to {args.epochs} finished; checkpoints in {os.path.join(exp, 'model')}")
     dist.cleanup()
 
 
@@ -302,7 +319,7 @@ def main(args) -> None:
     if args.fuse:
         fuse(args)
         return
-    engine.check_common(args, tuple(NUM_CLASS))
+    notes = engine.check_common(args, tuple(NUM_CLASS))
     if args.model != "lc":
         fail(f"unknown --model '{args.model}' (only 'lc')")
     if args.test:
@@ -315,7 +332,7 @@ def main(args) -> None:
         require_file(args.pretrain, "--pretrain checkpoint")
     for subset in ("test",) if args.test else ("train", "test"):  # lists and data checked before anything is written
         read_entries(args, subset, with_labels=True)
-    engine.launch(worker, args)
+    engine.launch(worker, args, notes)
 
 
 if __name__ == "__main__":

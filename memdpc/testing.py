@@ -42,7 +42,7 @@ def clips_of_view(frames: torch.Tensor, clip_idx: torch.Tensor, transform, num_s
 
 
 @torch.no_grad()
-def score_video(model, frames, clip_idx, transforms, args) -> tuple[torch.Tensor, torch.Tensor]:
+def score_video(model, frames, clip_idx, transforms, args, ctx) -> tuple[torch.Tensor, torch.Tensor]:
     """(per-view video probabilities [V, C], first view's per-clip probabilities [K, C])."""
     # the views' clips go through in shared batches of --test_batch (eval mode: batching changes no clip's output),
     # built one view at a time so that memory stays ~ one view + one batch even for long videos
@@ -53,8 +53,8 @@ def score_video(model, frames, clip_idx, transforms, args) -> tuple[torch.Tensor
             batch = torch.cat(pending)
             chunk, rest = batch[: max(args.test_batch, 1)], batch[max(args.test_batch, 1) :]
             pending[:] = [rest] if len(rest) else []
-            with engine.autocast(args):
-                logits.append(model(chunk.to(args.device, non_blocking=True))[0].float().cpu())
+            with ctx.autocast():
+                logits.append(model(chunk.to(ctx.device, non_blocking=True))[0].float().cpu())
 
     for transform in transforms:
         pending.append(clips_of_view(frames, clip_idx, transform, args.num_seq))  # K, N, C, SL, d, d
@@ -65,7 +65,7 @@ def score_video(model, frames, clip_idx, transforms, args) -> tuple[torch.Tensor
     return prob.mean(dim=1), prob[0]
 
 
-def run_views(model, args, warnings: DataWarnings) -> tuple[dict, list, list]:
+def run_views(model, args, ctx, warnings: DataWarnings) -> tuple[dict, list, list]:
     """Score every readable test video on this rank: {index: (path, label, [V, C])}, clip probs, clip labels."""
     dataset = build_dataset(args, "test", "eval", warnings)
     loader = engine.make_loader(dataset, args, shuffle=False, seed=args.seed, drop_last=False, collate_fn=first_item)
@@ -77,7 +77,7 @@ def run_views(model, args, warnings: DataWarnings) -> tuple[dict, list, list]:
         if item is None:
             continue
         frames, clip_idx, label, index = item
-        views, first = score_video(model, frames, clip_idx, transforms, args)
+        views, first = score_video(model, frames, clip_idx, transforms, args, ctx)
         videos[index] = (dataset.entries[index].path, label, views)
         clip_probs.append(first)
         clip_labels += [label] * first.shape[0]
@@ -98,10 +98,10 @@ def write_prob_json(path: str, paths: list[str], probs: torch.Tensor, labels: to
     os.replace(tmp, path)
 
 
-def multicrop_test(model, args, out_prefix: str) -> dict:
+def multicrop_test(model, args, ctx, out_prefix: str) -> dict:
     """Run the views, gather over ranks, report center/five/ten accuracies and write the JSONs (rank 0)."""
     warnings = DataWarnings()
-    videos, clip_probs, clip_labels = run_views(model, args, warnings)
+    videos, clip_probs, clip_labels = run_views(model, args, ctx, warnings)
     merged: dict = {}
     for part in dist.all_gather_object(videos):
         merged.update(part)

@@ -166,6 +166,23 @@ def _check_config(out: str, cfg: dict, overwrite: bool) -> None:
         json.dump(cfg, handle, indent=1)
 
 
+def _check_options(out, classes, train_per_class, test_per_class, frames, width, height, pool, captions, workers):
+    if not 1 <= classes <= len(CLASSES):
+        fail(f"--classes must be in 1..{len(CLASSES)} (available motions: {', '.join(CLASSES)})")
+    if train_per_class < 1 or test_per_class < 1 or frames < 2:
+        fail("--train_per_class and --test_per_class must be >= 1 and --frames >= 2")
+    if pool < 0:
+        fail(f"--appearance_pool must be >= 0, got {pool}")
+    if width < 16 or height < 16 or width % 2 or height % 2:
+        fail(f"--width/--height must be even and >= 16 (4:2:0 video), got {width}x{height}")
+    if workers < 1:
+        fail(f"-j/--workers must be >= 1, got {workers}")
+    if captions not in CAPTION_STYLES:
+        fail(f"--captions must be one of {', '.join(CAPTION_STYLES)}, got '{captions}'")
+    if os.path.exists(out) and not os.path.isdir(out):
+        fail(f"--out '{out}' exists and is not a directory")
+
+
 def generate(
     out: str,
     classes: int = 8,
@@ -187,20 +204,7 @@ def generate(
     verbose: bool = True,
 ) -> dict:
     """Build the dataset under `out` (resumable: existing videos are kept) and return a summary dict."""
-    if not 1 <= classes <= len(CLASSES):
-        fail(f"--classes must be in 1..{len(CLASSES)} (available motions: {', '.join(CLASSES)})")
-    if train_per_class < 1 or test_per_class < 1 or frames < 2:
-        fail("--train_per_class and --test_per_class must be >= 1 and --frames >= 2")
-    if pool < 0:
-        fail(f"--appearance_pool must be >= 0, got {pool}")
-    if width < 16 or height < 16 or width % 2 or height % 2:
-        fail(f"--width/--height must be even and >= 16 (4:2:0 video), got {width}x{height}")
-    if workers < 1:
-        fail(f"-j/--workers must be >= 1, got {workers}")
-    if captions not in CAPTION_STYLES:
-        fail(f"--captions must be one of {', '.join(CAPTION_STYLES)}, got '{captions}'")
-    if os.path.exists(out) and not os.path.isdir(out):
-        fail(f"--out '{out}' exists and is not a directory")
+    _check_options(out, classes, train_per_class, test_per_class, frames, width, height, pool, captions, workers)
     codec = codec or CODECS[ext][0]
     if codec not in CODECS[ext] or codec not in av.codecs_available:
         fail(f"codec '{codec}' is not usable for .{ext} here (choose from: {', '.join(CODECS[ext])})")

@@ -177,14 +177,17 @@ def print_table(outcomes: list[Outcome]) -> None:
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 
 
-def main(argv: list[str] | None = None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--list_file", default=str(DEFAULT_LIST), help="TOML file of [[mutation]] entries")
     parser.add_argument("--only", default="", help="comma-separated mutation ids to run (default: all)")
     parser.add_argument("--list", action="store_true", help="print the mutations and whether each still applies")
     parser.add_argument("--timeout", type=float, default=900, help="wall seconds per mutation's test run")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
     mutations = load_mutations(Path(args.list_file))
     if args.only:
         wanted = {i.strip() for i in args.only.split(",") if i.strip()}

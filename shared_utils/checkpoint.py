@@ -268,11 +268,14 @@ def load_backbone(
 # --------------------------------------------------------------------------------------------------- training state
 
 
-def plain_args(args: argparse.Namespace | Mapping | None) -> dict:
-    """vars(args) reduced to plain python types, so the checkpoint loads with weights_only=True."""
+def plain_args(args: argparse.Namespace | Mapping | None, run: object | None = None) -> dict:
+    """vars(args) reduced to plain python types, so the checkpoint loads with weights_only=True. `run` (a
+    `runtime.RunContext`) adds the process the run was: rank, world size, distributed, device."""
     if args is None:
         return {}
     items = vars(args).items() if isinstance(args, argparse.Namespace) else dict(args).items()
+    if run is not None:
+        items = {**dict(items), **run.as_dict()}.items()
 
     def plain(value):
         if value is None or isinstance(value, (bool, int, float, str)):

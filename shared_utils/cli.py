@@ -125,3 +125,52 @@ def add_fix_flag(parser: argparse.ArgumentParser, fixes: dict[str, str]) -> None
 def fix_enabled(args: argparse.Namespace, name: str) -> bool:
     """Whether the user asked for fix `name` with --fix (absent flag = faithful)."""
     return name in (getattr(args, "fix", None) or [])
+
+
+# ------------------------------------------------------------------------------------------ run flags
+# The flags none of the originals had, defined once with one spelling, default and meaning; each opts.py adds the
+# ones its entry point implements, next to its original flags (which stay as the original spelled them).
+# Iteration caps: --iters_per_epoch cuts every epoch short (smoke runs); --max_iters stops the whole run after that
+# many optimiser steps in total (the global step, resumed runs included), with the latest checkpoint written first.
+
+RUN_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
+    "output_dir": (
+        ("--output_dir",),
+        dict(default="", type=str, help="run folder: logs, checkpoints, auto-resume (default: the original's layout)"),
+    ),
+    "seed": (("--seed",), dict(type=int, help="base seed; each process adds its rank")),
+    "amp": (("--amp",), dict(action="store_true", help="bf16 autocast on CUDA (no effect on the CPU)")),
+    "channels_last": (
+        ("--channels_last",),
+        dict(action="store_true", help="channels_last_3d memory format (a CUDA speed-up)"),
+    ),
+    "no_tensorboard": (("--no_tensorboard",), dict(action="store_true", help="do not write TensorBoard event files")),
+    "save_every_iters": (
+        ("--save_every_iters",),
+        dict(default=0, type=int, help="also write the resumable latest checkpoint every N iterations (0: epoch ends)"),
+    ),
+    "iters_per_epoch": (
+        ("--iters_per_epoch",),
+        dict(default=0, type=int, help="cap the iterations of every epoch (0: a full pass; for smoke runs)"),
+    ),
+    "max_iters": (
+        ("--max_iters", "--stop_at_iter"),
+        dict(
+            default=0,
+            type=int,
+            dest="max_iters",
+            help="stop the run after this many optimiser steps in total (0: no cap); the latest checkpoint is "
+            "written first, so a later run resumes exactly",
+        ),
+    ),
+}
+
+
+def add_run_flags(parser, *names: str, seed_default: int | None = 0) -> None:
+    """Add the named RUN_FLAGS to `parser` (a parser or an argument group). seed_default: the seed the original
+    hard-coded (the one default that is each method's own)."""
+    for name in names:
+        flags, kwargs = RUN_FLAGS[name]
+        if name == "seed":
+            kwargs = {**kwargs, "default": seed_default}
+        parser.add_argument(*flags, **kwargs)

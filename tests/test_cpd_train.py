@@ -70,7 +70,7 @@ def state(path):
 def test_pretrain_finetune_test_end_to_end(data, tmp_path, capsys):
     pre = tmp_path / "pre"
     launch = "--dist-url tcp://localhost:10001 --multiprocessing-distributed --world-size 1 --rank 0"
-    main(pretrain_args(data, pre, f"--n_epochs 1 --max_iters 2 {launch}"))
+    main(pretrain_args(data, pre, f"--n_epochs 1 --iters_per_epoch 2 {launch}"))
     out = capsys.readouterr().out
     assert out.startswith("command: ") and "git: " in out and "normalization constant Z_v is set to" in out
     for name in ("checkpoint.pth", "save_1.pth", "opts.json", "log.txt", "train.log.rank0", "val.log.rank0"):
@@ -88,7 +88,7 @@ def test_pretrain_finetune_test_end_to_end(data, tmp_path, capsys):
     ft = tmp_path / "ft"
     main(
         finetune_args(
-            data, ft, f"--pretrain_path {pre / 'save_1.pth'} --n_epochs 1 --max_iters 2 --test --num_test_clips 2"
+            data, ft, f"--pretrain_path {pre / 'save_1.pth'} --n_epochs 1 --iters_per_epoch 2 --test --num_test_clips 2"
         )
     )
     out = capsys.readouterr().out
@@ -125,14 +125,14 @@ def test_pretrain_finetune_test_end_to_end(data, tmp_path, capsys):
 
 def test_linear_probe_trains_only_the_head(data, tmp_path):
     pre = tmp_path / "pre"
-    main(pretrain_args(data, pre, "--n_epochs 1 --max_iters 1 --no_val"))
+    main(pretrain_args(data, pre, "--n_epochs 1 --iters_per_epoch 1 --no_val"))
     probe = tmp_path / "probe"
     main(
         finetune_args(
             data,
             probe,
             f"--pretrain_path {pre / 'save_1.pth'} --ft_begin_index 5 --n_epochs 1 "
-            "--max_iters 2 --no_val --learning_rate 2",
+            "--iters_per_epoch 2 --no_val --learning_rate 2",
         )
     )
     before, after = state(pre / "save_1.pth"), state(probe / "save_1.pth")
@@ -176,7 +176,9 @@ def test_curriculum_gradients_and_learning_rates():
 
 def test_curriculum_end_to_end(data, tmp_path):
     out = tmp_path / "cur"
-    main(pretrain_args(data, out, "--n_epochs 3 --ft_bert_ep 2 --max_iters 1 --checkpoint 1 --no_val --lr_steps 2"))
+    main(
+        pretrain_args(data, out, "--n_epochs 3 --ft_bert_ep 2 --iters_per_epoch 1 --checkpoint 1 --no_val --lr_steps 2")
+    )
     from safetensors.torch import load_file
 
     initial = load_file(os.path.join(data["text"], "model.safetensors"))
@@ -201,7 +203,7 @@ class Interrupt(Exception):
 
 
 def test_resume_mid_epoch_is_exact(data, tmp_path, monkeypatch):
-    common = "--n_epochs 2 --max_iters 2 --save_every_iters 3 --no_val --ft_bert_ep 2"
+    common = "--n_epochs 2 --iters_per_epoch 2 --save_every_iters 3 --no_val --ft_bert_ep 2"
     main(pretrain_args(data, tmp_path / "straight", common))
     import cpd.main as cpd_main
 
@@ -231,6 +233,24 @@ def test_resume_mid_epoch_is_exact(data, tmp_path, monkeypatch):
         assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
 
 
+def test_max_iters_stops_the_run_at_that_global_step_and_resumes_exactly(data, tmp_path):
+    """--max_iters counts optimiser steps over the whole run (--iters_per_epoch caps each epoch): 3 of the 2 x 2
+    steps, the latest checkpoint written inside epoch 2, and the same command without the cap ends where an
+    uninterrupted run does."""
+    common = "--n_epochs 2 --iters_per_epoch 2 --no_val --ft_bert_ep 2"
+    main(pretrain_args(data, tmp_path / "straight", common))
+    main(pretrain_args(data, tmp_path / "capped", common + " --max_iters 3"))
+    partial = load_checkpoint(str(tmp_path / "capped" / "checkpoint.pth"))
+    assert (partial["epoch"], partial["iteration"], partial["global_step"]) == (2, 1, 3)
+    assert not (tmp_path / "capped" / "save_2.pth").exists()  # the epoch end was not reached
+    main(pretrain_args(data, tmp_path / "capped", common))
+    a = load_checkpoint(str(tmp_path / "straight" / "checkpoint.pth"))
+    b = load_checkpoint(str(tmp_path / "capped" / "checkpoint.pth"))
+    assert a["global_step"] == b["global_step"] == 4
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+
+
 # ----------------------------------------------------------------------------------------------- DDP and errors
 
 
@@ -245,7 +265,7 @@ SPAWN = ["--multiprocessing-distributed", "--nproc_per_node", "2", "--world-size
 def test_ddp_two_gloo_processes(data, tmp_path, launch):
     """torchrun and the original's --multiprocessing-distributed (spawned, here 2 CPU processes) run the same path."""
     pre = tmp_path / "pre"
-    args = pretrain_args(data, pre, "--n_epochs 1 --batch_size 4 --max_iters 1")  # 2 per process
+    args = pretrain_args(data, pre, "--n_epochs 1 --batch_size 4 --iters_per_epoch 1")  # 2 per process
     command = TORCHRUN + args if launch == "torchrun" else [sys.executable, "main.py", *args, *SPAWN]
     run = subprocess.run(command, cwd=CPD_DIR, env=ENV, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -261,7 +281,7 @@ def test_ddp_two_gloo_processes(data, tmp_path, launch):
 def test_ddp_test_views_gathered_like_one_process(data, tmp_path):
     """The multi-view test gathers every view from both ranks (the original kept a partial average)."""
     pre = tmp_path / "pre"
-    main(pretrain_args(data, pre, "--n_epochs 1 --max_iters 1 --no_val"))
+    main(pretrain_args(data, pre, "--n_epochs 1 --iters_per_epoch 1 --no_val"))
     flags = f"--pretrain_path {pre / 'save_1.pth'} --no_train --no_val --test --num_test_clips 2 --batch_size 4"
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     main(finetune_args(data, single, flags))

@@ -16,6 +16,7 @@ from cpd import utils
 from cpd.model import CPD, build_model, build_visual_encoder, pretraining_param_groups
 from cpd.opts import FIXES, fix_on, get_args_parser
 from cpd.test import build_finetuning
+from shared_utils import runtime
 from shared_utils.logger import make_tb_writer
 
 LAUNCH = "--dist-url tcp://localhost:10001 --multiprocessing-distributed --world-size 1 --rank 0"
@@ -86,8 +87,7 @@ def test_readme_pretraining_lr_of_every_group_over_the_300_epochs():
 
 def test_readme_fine_tuning_optimizer_plateau_schedule_and_linear_probe():
     args = parse(FINETUNE, "--model_depth", "10", "--pretrain_path", "")
-    args.device, args.channels_last = torch.device("cpu"), False
-    model, optimizer, scheduler = build_finetuning(args)
+    model, optimizer, scheduler = build_finetuning(args, runtime.local_context("cpu"))
     assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == sum(
         p.numel() for p in model.parameters()
     )  # everything is fine-tuned at one lr
@@ -95,8 +95,7 @@ def test_readme_fine_tuning_optimizer_plateau_schedule_and_linear_probe():
     assert (scheduler.mode, scheduler.patience, scheduler.factor, scheduler.min_lrs) == ("max", 5, 0.1, [1e-6])
     assert isinstance(model.dropout, nn.Dropout) and model.dropout.p == 0.8 and not fix_on(args, "center_val")
     probe = parse(FINETUNE, "--model_depth", "10", "--pretrain_path", "", "--ft_begin_index", "5")
-    probe.device, probe.channels_last = torch.device("cpu"), False
-    model, optimizer, _ = build_finetuning(probe)
+    model, optimizer, _ = build_finetuning(probe, runtime.local_context("cpu"))
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trained == {"fc.weight", "fc.bias"}
     model.train()
@@ -149,7 +148,6 @@ def test_text_mask_fix_changes_the_caption_embedding_of_padded_captions_only():
 def test_text_eval_fix_puts_the_frozen_text_encoder_in_eval_mode_during_stage_one(tmp_path):
     def text_mode_after_one_epoch(*extra) -> bool:
         args = parse(PRETRAIN, "--model_depth", "10", "--nce_k", "4", "--emb_dim", "8", "--print_frq", "1", *extra)
-        args.device = torch.device("cpu")
         model = tiny_cpd(args)
         torch.manual_seed(1)
         batch = (torch.randn(2, 3, 2, 16, 16), torch.randint(1, 64, (2, 5)), torch.tensor([0, 1]))
@@ -157,7 +155,8 @@ def test_text_eval_fix_puts_the_frozen_text_encoder_in_eval_mode_during_stage_on
         state = {"start_iter": 0, "global_step": 0}
         log = utils.TSVLogger(str(tmp_path / "batch.log"), ["epoch", "batch", "iter", "loss", "acc", "lr"])
         writer = make_tb_writer(str(tmp_path), enabled=False)
-        stats = cpd_main.train_one_epoch(model, [batch], optimizer, 1, args, state, writer, log)
+        ctx = runtime.local_context("cpu")
+        stats = cpd_main.train_one_epoch(model, [batch], optimizer, 1, args, ctx, state, writer, log)
         assert state["global_step"] == 1 and stats["loss"] > 0
         return model.textual_encoder.training
 

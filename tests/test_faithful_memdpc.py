@@ -20,6 +20,7 @@ from memdpc.augment import Scale
 from memdpc.dataset import build_dataset, val_subset
 from memdpc.model import LC
 from memdpc.opts import EVAL_FIXES, PRETRAIN_FIXES, get_args_parser, get_eval_args_parser, scale_interpolation
+from shared_utils import runtime
 from shared_utils.frames import VideoEntry
 
 README_UCF = "--gpu 0,1 --net resnet18 --dataset ucf101 --batch_size 16 --img_dim 128 --epochs 500"
@@ -169,11 +170,11 @@ def test_validation_subset_is_the_originals_pandas_draw():
 def test_eval_experiment_folder_is_named_as_the_original():
     """Checkpoint naming: the original appends _pt=<path> whenever --pretrain is set, 'random' (the default) too."""
     args = get_eval_args_parser().parse_args(README_FT.split())
-    args.gpu_ids = [0, 1]
-    name = os.path.basename(eval_main.experiment_dir(args))
+    plan = runtime.LaunchPlan(nprocs=2, gpu_ids=(0, 1))
+    name = os.path.basename(eval_main.experiment_dir(args, plan))
     assert name == "ucf101-224-sp1_resnet34_lc_bs32_lr0.001_wd0.001_ds3_seq8_len5_dp0.9_train-ft_pt=random"
     args.pretrain = "log_tmp/x/model/epoch9.pth.tar"
-    assert eval_main.experiment_dir(args).endswith("_pt=log_tmp-x-model-epoch9.pth.tar")
+    assert eval_main.experiment_dir(args, plan).endswith("_pt=log_tmp-x-model-epoch9.pth.tar")
 
 
 def test_every_fix_is_off_by_default_and_listed():

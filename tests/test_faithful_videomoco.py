@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from shared_utils import runtime
 from shared_utils.data import DataWarnings
 from shared_utils.frames import VideoEntry
 from shared_utils.logger import make_tb_writer
@@ -104,9 +105,7 @@ def test_query_and_key_share_their_frames_unless_two_clips(two_clips):
 
 
 def eval_args(*extra: str) -> Namespace:
-    args = get_eval_args_parser().parse_args([*README_EVAL, *extra, "-j", "0", "-b", "2"])
-    args.device, args.amp_enabled = torch.device("cpu"), False
-    return args
+    return get_eval_args_parser().parse_args([*README_EVAL, *extra, "-j", "0", "-b", "2"])
 
 
 def test_fine_tuning_keeps_batchnorm_in_eval_mode_and_bn_train_fix_updates_statistics(tmp_path):
@@ -117,7 +116,7 @@ def test_fine_tuning_keeps_batchnorm_in_eval_mode_and_bn_train_fix_updates_stati
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         loader = [(torch.randn(2, 3, 2, 4, 4) + 5, torch.tensor([0, 1]), torch.tensor([0, 1]))]
         writer = make_tb_writer(str(tmp_path), enabled=False)
-        vm_eval.train_one_epoch(model, loader, optimizer, 0, args, writer)
+        vm_eval.train_one_epoch(model, loader, optimizer, 0, args, runtime.local_context("cpu"), writer)
         return model[0].running_mean.clone()
 
     assert torch.equal(running_mean_after(eval_args()), torch.zeros(3))  # pretrained statistics untouched
@@ -129,7 +128,7 @@ def test_fine_tuning_keeps_batchnorm_in_eval_mode_and_bn_train_fix_updates_stati
 def test_test_clips_are_cropped_from_the_native_frame_unless_test_resize(extra, resize):
     args = eval_args(*extra)
     sets = {mode: (entries(64, 64), 2, ["c"]) for mode in ("train", "test")}
-    _, _, test_loader = vm_eval.build_loaders(args, sets, DataWarnings(), seed=0)
+    _, _, test_loader = vm_eval.build_loaders(args, runtime.local_context("cpu"), sets, DataWarnings(), seed=0)
     assert test_loader.dataset.resize_test is resize
     assert fix_on(args, "bn_train") is False  # test_resize alone leaves the fine-tuning BN mode as released
 
@@ -199,9 +198,7 @@ def test_gpu_augmentation_is_drawn_per_frame_by_default_as_released(extra, per_f
 
 def toy_pretrain_args(*extra: str) -> Namespace:
     argv = ["DATA", "-a", "mc3_18", "-fpc", "4", "-cs", "16", "--moco-k", "8", "--moco-dim", "8", *extra]
-    args = get_args_parser().parse_args(argv)
-    args.device, args.distributed, args.amp_enabled, args.global_step = torch.device("cpu"), False, False, 0
-    return args
+    return get_args_parser().parse_args(argv)
 
 
 def test_model_fixes_change_the_decay_form_and_the_dropped_frames(monkeypatch):
@@ -224,14 +221,14 @@ def test_model_fixes_change_the_decay_form_and_the_dropped_frames(monkeypatch):
         (("--fix", "drop_highest"), "code", "highest"),
         (("--decay_mode", "paper", "--drop_select", "highest"), "paper", "highest"),
     ]:
-        train.build_models(toy_pretrain_args(*extra))
+        train.build_models(toy_pretrain_args(*extra), runtime.local_context("cpu"))
         assert built["D"][6] == decay and built["G"][-1] == select, extra  # (arch, dim, K, m, T, mlp, decay, width)
         assert built["G"][:3] == (4, 16, 1)  # 4 frames at 16 px, 25 % of 4 = 1 dropped
 
 
 def test_pure_g_grad_removes_only_the_contrastive_share_of_the_generator_gradient():
     torch.manual_seed(0)
-    models = train.build_models(toy_pretrain_args())
+    models = train.build_models(toy_pretrain_args(), runtime.local_context("cpu"))
 
     def grads(*extra: str):
         args = toy_pretrain_args(*extra)
@@ -241,7 +238,8 @@ def test_pure_g_grad_removes_only_the_contrastive_share_of_the_generator_gradien
         opt_d = torch.optim.SGD(D.encoder_q.parameters(), lr=0.0)
         torch.manual_seed(1)
         batch = (torch.rand(2, 3, 4, 16, 16), torch.rand(2, 3, 4, 16, 16))
-        train.train_step(G, D_ddp, VideoMoCoAugment(), batch, opt_g, opt_d, True, 0.99, args)
+        ctx = runtime.local_context("cpu")
+        train.train_step(G, D_ddp, VideoMoCoAugment(), batch, opt_g, opt_d, True, 0.99, args, ctx)
         return [p.grad.clone() for p in G.parameters()], [p.grad.clone() for p in D.encoder_q.parameters()]
 
     g_released, d_released = grads()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from shared_utils import runtime
 from shared_utils.checkpoint import CheckpointWriter
 from shared_utils.data import DataWarnings
 from vtdl import main as finetune_main
@@ -95,8 +96,8 @@ def test_pretraining_loader_uses_the_faithful_range_and_jitter(synth_dataset):
         args = pretrain_args(
             "--train_list", train_list, "--data_length", "8", "--spatial_size", "32", "--batch_size", "4", *extra
         )
-        args.world_size, args.num_workers = 1, 0
-        dataset, _, _ = train_temporal_dis.build_loader_for(args, DataWarnings())
+        args.num_workers = 0
+        dataset, _, _ = train_temporal_dis.build_loader_for(args, runtime.local_context("cpu"), DataWarnings())
         assert (dataset.range_len, dataset.transform.jitter, dataset.clip_len, dataset.stride) == (
             range_len,
             jitter,
@@ -140,9 +141,9 @@ def test_finetune_loaders_wire_the_fixes(synth_dataset):
     for extra, jitter, val_clip in (([], "original", "random"), (["--fix", "all"], "composed", "center")):
         args = ft_args(*flags, *extra)
         finetune_main.check_common(args)
-        args.world_size = 1
-        train, _ = finetune_main.build_finetune_loader(args, args.train_list, "train", DataWarnings(), shuffle=True)
-        val, _ = finetune_main.build_finetune_loader(args, args.val_list, "val", DataWarnings(), shuffle=False)
+        ctx = runtime.local_context("cpu")
+        train, _ = finetune_main.build_finetune_loader(args, ctx, args.train_list, "train", DataWarnings(), True)
+        val, _ = finetune_main.build_finetune_loader(args, ctx, args.val_list, "val", DataWarnings(), False)
         assert train.dataset.transform.jitter == jitter and val.dataset.val_clip == val_clip
 
 
@@ -157,10 +158,11 @@ def test_best_epoch_checkpoint_is_kept_unless_report_last(tmp_path, report_last)
     )
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    finetune_main.save(writer, model, optimizer, 1, 40.0, True, args)
+    finetune_main.save(writer, model, optimizer, 1, 40.0, True, args, runtime.local_context("cpu"))
     assert (tmp_path / "fine_tune_rgb_model_latest.pth.tar").exists()
     assert (tmp_path / "fine_tune_rgb_model_best.pth.tar").exists() is not report_last
-    finetune_main.save(writer, model, optimizer, 2, 40.0, False, args)  # no improvement: best file untouched
+    # no improvement: best file untouched
+    finetune_main.save(writer, model, optimizer, 2, 40.0, False, args, runtime.local_context("cpu"))
     best = tmp_path / "fine_tune_rgb_model_best.pth.tar"
     if not report_last:
         assert torch.load(best, weights_only=False)["epoch"] == 1

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evaluation.evaluate import FeatureSet, knn_predict, retrieval_recall
-from shared_utils import dist
+from shared_utils import dist, runtime
 from shared_utils.data import EpochSampler
 
 
@@ -47,8 +47,8 @@ class TinyVTDLEncoder(nn.Module):
 
 def vtdl_args(**kw) -> Namespace:
     base = dict(
-        no_tca=False, tca_lambda=0.1, no_temporal_negative=False, amp=False, device=torch.device("cpu"),
-        iters_per_epoch=0, seed=0, rank=0, print_freq=1000, save_every_iters=0, stop_at_iter=0, alpha=0.9,
+        no_tca=False, tca_lambda=0.1, no_temporal_negative=False, amp=False,
+        iters_per_epoch=0, seed=0, print_freq=1000, save_every_iters=0, max_iters=0, alpha=0.9,
     )  # fmt: skip
     return Namespace(**(base | kw))
 
@@ -89,7 +89,9 @@ def test_vtdl_loop_steps_query_then_ema_of_key_and_enqueues_its_keys():
     anchor, positive, negative = vtdl_batch()
     q0, k0 = params(state["query"].encoder), params(state["model_ema"])
     want_keys = copy.deepcopy(state["model_ema"]).train()(positive)[0]
-    status = train_one_epoch(state, [((anchor, positive, negative), 0, 0)], 1, 0, vtdl_args(alpha=0.9))
+    status = train_one_epoch(
+        state, [((anchor, positive, negative), 0, 0)], 1, 0, vtdl_args(alpha=0.9), runtime.local_context("cpu")
+    )
     q1, k1 = params(state["query"].encoder), params(state["model_ema"])
     assert status == "done" and state["global_step"] == 1
     assert all(not torch.equal(a, b) for a, b in zip(q0, q1))  # the optimizer stepped every parameter
@@ -110,7 +112,7 @@ def test_vtdl_loss_routes_gradients_through_query_and_temporal_negative_only():
     memory = state["contrast"].memory.clone()
     loss, logits = compute_loss(
         state["query"], state["model_ema"], state["contrast"], state["criterion"], anchor, positive, negative,
-        np.random.RandomState(0), args,
+        np.random.RandomState(0), args, runtime.local_context("cpu"),
     )  # fmt: skip
     g_anchor, g_positive, g_negative = torch.autograd.grad(loss, [anchor, positive, negative], allow_unused=True)
     assert g_positive is None  # keys: no graph
@@ -161,7 +163,7 @@ def test_vtdl_checkpoint_holds_queue_pointer_and_resume_restores_it(tmp_path):
     state["contrast"].enqueue(F.normalize(torch.randn(3, 8), dim=1))
     state["writer"] = CheckpointWriter(str(tmp_path), "current.pth", "ckpt_epoch_{epoch}.pth", None)
     state["meters"], state["global_step"] = MetricLogger(), 7
-    save(state, Namespace(seed=0), 1, 5)
+    save(state, Namespace(seed=0), runtime.local_context("cpu"), 1, 5)
     ckpt = load_checkpoint(str(tmp_path / "current.pth"))
     assert ckpt["contrast_index"] == 3 and ckpt["iteration"] == 5 and ckpt["global_step"] == 7
     assert torch.equal(ckpt["contrast"]["memory"], state["contrast"].memory)
@@ -203,8 +205,7 @@ def test_vtdl_pretrain_item_augments_anchor_and_positive_independently():
 
 
 def videomoco_args(**kw) -> Namespace:
-    base = dict(device=torch.device("cpu"), channels_last=False, amp_enabled=False, global_step=0,
-                g_loss_weight=100.0, g_grad="released")  # fmt: skip
+    base = dict(channels_last=False, g_loss_weight=100.0, g_grad="released")
     return Namespace(**(base | kw))
 
 
@@ -270,7 +271,7 @@ def test_videomoco_d_step_ema_with_pre_step_query_decayed_loss_and_enqueue():
     q0, k0 = params(D.encoder_q), params(D.encoder_k)
     aug = RecordingAug()
     opt_d = torch.optim.SGD(D.encoder_q.parameters(), lr=0.5)
-    out = train_step(None, D, aug, (x_q, x_k), None, opt_d, False, 0.5, videomoco_args())
+    out = train_step(None, D, aug, (x_q, x_k), None, opt_d, False, 0.5, videomoco_args(), runtime.local_context("cpu"))
     assert out["loss_d"] == pytest.approx(F.cross_entropy(logits_ref, torch.zeros(2).long()).item(), rel=1e-5)
     assert len(aug.inputs) == 2 and torch.equal(aug.inputs[0], x_q) and torch.equal(aug.inputs[1], x_k)
     assert_all_close(params(D.encoder_k), [0.9 * k + 0.1 * q for k, q in zip(k0, q0)])
@@ -298,7 +299,7 @@ def run_generator_step(G, D, batch, args) -> dict:
 
     opt_g = torch.optim.SGD(G.parameters(), lr=0.0)
     opt_d = torch.optim.SGD(D.encoder_q.parameters(), lr=0.0)
-    return train_step(G, D, lambda x: x, batch, opt_g, opt_d, True, 0.5, args)
+    return train_step(G, D, lambda x: x, batch, opt_g, opt_d, True, 0.5, args, runtime.local_context("cpu"))
 
 
 @pytest.mark.parametrize("g_grad", ["released", "pure"])
@@ -349,7 +350,7 @@ def test_videomoco_video_accuracy_is_the_mean_of_its_clip_logits():
         (video([[3.0, 0, 0], [0, 4.0, 0], [0, 4.0, 0]]), torch.tensor([1]), torch.tensor([0])),
         (video([[0, 0, 1.0], [0, 2.0, 0]]), torch.tensor([0]), torch.tensor([1])),
     ]
-    stats = evaluate(Logits(), loader, videomoco_args())
+    stats = evaluate(Logits(), loader, videomoco_args(), runtime.local_context("cpu"))
     means = torch.tensor([[1.0, 8 / 3, 0], [0, 1.0, 0.5]])
     assert stats["acc1"] == pytest.approx(50.0) and stats["videos"] == 2
     assert stats["loss"] == pytest.approx(F.cross_entropy(means, torch.tensor([1, 0])).item(), rel=1e-6)
@@ -363,7 +364,8 @@ def test_videomoco_checkpoint_keeps_the_key_ages(tmp_path):
     opt_d = torch.optim.SGD(D.encoder_q.parameters(), lr=0.1)
     run = RunState(seed=0, epoch=0, iteration=2, global_step=2, iters_per_epoch=4)
     run.writer_d, run.writer_g = _writers(str(tmp_path))
-    save_run(run, None, D, None, opt_d, Namespace(arch="mc3_18", save_freq=1, epochs=2), epoch_done=False)
+    args = Namespace(arch="mc3_18", save_freq=1, epochs=2)
+    save_run(run, None, D, None, opt_d, args, runtime.local_context("cpu"), epoch_done=False)
     ckpt = torch.load(tmp_path / "netD" / LATEST, weights_only=True)
     assert torch.equal(ckpt["count"], D.count) and ckpt["iteration"] == 2
     assert torch.equal(ckpt["state_dict"]["module.queue"], D.queue)
@@ -381,7 +383,7 @@ def test_vtdl_multi_clip_score_is_the_mean_softmax_of_its_clips():
 
     clips = torch.zeros(3, 1, 1, 1, 3)
     clips[:, 0, 0, 0] = torch.tensor([[2.0, 0, 0], [0, 3.0, 0], [0, 1.0, 1.0]])
-    got = multi_clip(clips, Logits(), Namespace(batch_size=2, amp=False, device=torch.device("cpu")))
+    got = multi_clip(clips, Logits(), Namespace(batch_size=2, amp=False), runtime.local_context("cpu"))
     torch.testing.assert_close(got, F.softmax(clips[:, 0, 0, 0], dim=1).mean(0))
 
 
@@ -414,8 +416,9 @@ def test_memdpc_loop_steps_optimizer_and_scheduler_every_iteration():
     from memdpc import engine
     from memdpc.main import train_one_epoch
 
-    args = Namespace(batch_size=2, workers=0, iters_per_epoch=0, device=torch.device("cpu"), amp=False,
-                     print_freq=0, save_every_iters=0)  # fmt: skip
+    args = Namespace(
+        batch_size=2, workers=0, iters_per_epoch=0, amp=False, print_freq=0, save_every_iters=0, max_iters=0
+    )
     loader = engine.make_loader(Blocks(), args, shuffle=False, seed=0)
     model = FakeMemDPC()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -425,7 +428,7 @@ def test_memdpc_loop_steps_optimizer_and_scheduler_every_iteration():
     for step, start in enumerate(range(0, 8, 2)):  # the same SGD steps by hand
         block_mean = np.mean([start + 1, start + 2])
         w -= 0.1 * 0.5**step * 2 * (w * block_mean - 3.0) * block_mean
-    train_one_epoch(model, loader, optimizer, scheduler, 0, args, run)
+    train_one_epoch(model, loader, optimizer, scheduler, 0, args, runtime.local_context("cpu"), run)
     assert run["iteration"] == 4 and optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**4)
     assert model.w.item() == pytest.approx(w, rel=1e-5)
 
@@ -509,8 +512,8 @@ def test_cpd_memory_momentum_update_and_normaliser_z():
 
 
 def cpd_loop_args(**kw) -> Namespace:
-    base = dict(ft_bert_ep=2, text_eval_mode=False, print_frq=1000, device=torch.device("cpu"),
-                channels_last=False, amp=False, clip_gradient=100.0, save_every_iters=0, max_iters=0)  # fmt: skip
+    base = dict(ft_bert_ep=2, text_eval_mode=False, print_frq=1000, channels_last=False, amp=False,
+                clip_gradient=100.0, save_every_iters=0, iters_per_epoch=0, max_iters=0)  # fmt: skip
     return Namespace(**(base | kw))
 
 
@@ -530,7 +533,8 @@ def test_cpd_text_encoder_gets_gradients_only_after_ft_bert_ep(epoch, trains_tex
     model = tiny_cpd()
     optimizer = torch.optim.SGD(pretraining_param_groups(model, 0.1), lr=0.1)
     state = {"global_step": 0, "start_iter": 0}
-    train_one_epoch(model, [cpd_batch()], optimizer, epoch, cpd_loop_args(ft_bert_ep=2), state, Sink(), Sink())
+    ctx = runtime.local_context("cpu")
+    train_one_epoch(model, [cpd_batch()], optimizer, epoch, cpd_loop_args(ft_bert_ep=2), ctx, state, Sink(), Sink())
     grad = model.textual_encoder.emb.weight.grad
     assert (grad is not None and grad.abs().sum() > 0) == trains_text
     assert model.vis_emb.weight.grad is not None and state["global_step"] == 1
@@ -595,13 +599,12 @@ def test_retrieval_is_invariant_to_a_shift_of_all_features():
     assert retrieval_recall(bank, queries, ks=(1,))["R@1"] == pytest.approx(100.0)
 
 
-def _wiring_worker(args):
+def _wiring_worker(args, plan):
     """Two gloo ranks with different RNG streams: shuffle-BN, the all-gather of keys into the queues."""
     from videomoco.model import VideoMoCo
     from vtdl.model import MemoryMoCo
 
-    dist.init_distributed_mode(args, use_cuda=False)
-    rank = args.rank
+    rank = runtime.setup_worker(plan).rank
     torch.manual_seed(100 + rank)
     x = (torch.arange(4, dtype=torch.float32) + 4 * rank)[:, None].repeat(1, 3)  # sample ids 0..7
     shuffled, idx_unshuffle = dist.batch_shuffle(x)
@@ -620,7 +623,7 @@ def _wiring_worker(args):
 
 
 def test_two_ranks_shuffle_bn_and_gather_keys_into_every_queue(tmp_path):
-    dist.launch(_wiring_worker, Namespace(out=str(tmp_path)), nprocs=2)
+    runtime.launch(_wiring_worker, Namespace(out=str(tmp_path)), runtime.LaunchPlan(nprocs=2, use_cuda=False))
     res = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     ids = [r["shuffled"][:, 0].long().tolist() for r in res]
     assert sorted(ids[0] + ids[1]) == list(range(8))  # one permutation shared by the ranks (a partition)

@@ -17,6 +17,7 @@ from memdpc.dataset import BlockDataset, WholeVideoDataset, default_flow_root, e
 from memdpc.loss import dense_scores, dpc_loss, positive_index, topk_fraction
 from memdpc.model import LC, MemDPC, clean_state_dict
 from memdpc.opts import get_args_parser, get_eval_args_parser
+from shared_utils import runtime
 from shared_utils.checkpoint import save_checkpoint
 from shared_utils.cli import UserError
 
@@ -439,8 +440,8 @@ def test_views_share_test_batches_without_changing_any_score():
             logits = model(clips_of_view(frames, clip_idx, transform, 2))[0]  # K, 1, C
             expected.append(torch.softmax(logits, dim=2).mean(dim=1))
     for test_batch in (1, 4):
-        args = argparse.Namespace(test_batch=test_batch, amp=False, device=torch.device("cpu"), num_seq=2)
-        views, first = score_video(model, frames, clip_idx, transforms, args)
+        args = argparse.Namespace(test_batch=test_batch, amp=False, num_seq=2)
+        views, first = score_video(model, frames, clip_idx, transforms, args, runtime.local_context("cpu"))
         assert views.shape == (3, 3) and first.shape == (2, 3)
         assert torch.allclose(views, torch.stack([e.mean(dim=0) for e in expected]), atol=1e-5)
         assert torch.allclose(first, expected[0], atol=1e-5)

@@ -18,7 +18,7 @@ from memdpc.dataset import build_dataset
 from memdpc.features import build_clip_encoder
 from memdpc.model import MemDPC
 from memdpc.opts import get_args_parser, get_eval_args_parser
-from shared_utils import dist
+from shared_utils import dist, runtime
 from shared_utils.checkpoint import load_checkpoint
 from shared_utils.data import EpochSampler
 from shared_utils.rng import seed_everything
@@ -180,6 +180,22 @@ def test_resume_mid_epoch_reproduces_the_uninterrupted_run(synth_dataset, tmp_pa
     assert [r["train_loss"] for r in logs[0]] == pytest.approx([r["train_loss"] for r in logs[1]], rel=1e-6)
 
 
+def test_max_iters_stops_inside_an_epoch_and_the_run_resumes_exactly(synth_dataset, tmp_path):
+    """--max_iters 3 of 2 x 2 steps: the latest checkpoint is written inside epoch 1 and no epoch-1 line is logged;
+    the same command without the cap ends where an uninterrupted run does."""
+    extra = ["--epochs", "2", "--iters_per_epoch", "2", "--no_tensorboard"]
+    pretrain_main.main(pretrain_args(synth_dataset, tmp_path / "straight", *extra))
+    pretrain_main.main(pretrain_args(synth_dataset, tmp_path / "capped", *extra, "--max_iters", "3"))
+    latest = load_checkpoint(tmp_path / "capped" / "model" / "latest.pth.tar")
+    assert (latest["next_epoch"], latest["epoch_step"], latest["iteration"]) == (1, 1, 3)
+    assert [r["epoch"] for r in read_log(tmp_path / "capped" / "log.txt")] == [0]
+    pretrain_main.main(pretrain_args(synth_dataset, tmp_path / "capped", *extra))
+    final = [load_checkpoint(tmp_path / run / "model" / "latest.pth.tar") for run in ("straight", "capped")]
+    assert final[0]["iteration"] == final[1]["iteration"] == 4
+    for key, value in final[0]["state_dict"].items():
+        assert torch.equal(value, final[1]["state_dict"][key]), key
+
+
 # --------------------------------------------------------------------------------------------------- DDP
 
 
@@ -195,8 +211,7 @@ def test_ddp_two_gloo_processes_equal_the_mean_of_per_gpu_losses(synth_dataset, 
     """With per-GPU negatives (the paper), 2 ranks x batch b give the mean of two independent sub-batch losses
     (each with its own BN statistics and dropout stream) - not the loss of one batch of 2b."""
     args = pretrain_args(synth_dataset, tmp_path / "ddp", "--epochs", "1", "--iters_per_epoch", "2", "--no_tensorboard")
-    args.gpu_ids = []
-    dist.launch(pretrain_main.worker, args, nprocs=2)
+    runtime.launch(pretrain_main.worker, args, runtime.LaunchPlan(nprocs=2, use_cuda=False))
     (record,) = read_log(tmp_path / "ddp" / "log.txt")
     ddp_state = load_checkpoint(tmp_path / "ddp" / "model" / "latest.pth.tar")["state_dict"]
 
@@ -238,8 +253,8 @@ def test_ddp_two_gloo_processes_equal_the_mean_of_per_gpu_losses(synth_dataset, 
         assert torch.allclose(value.float(), ddp_state[key].float(), atol=1e-4), key
 
 
-def _cross_gpu_worker(args):
-    dist.init_distributed_mode(args, use_cuda=False)
+def _cross_gpu_worker(args, plan):
+    runtime.setup_worker(plan)
     from memdpc.loss import dense_scores, positive_index
 
     gen = torch.Generator().manual_seed(0)
@@ -256,4 +271,4 @@ def _cross_gpu_worker(args):
 def test_cross_gpu_negatives_extension_gathers_every_rank(tmp_path):
     import argparse
 
-    dist.launch(_cross_gpu_worker, argparse.Namespace(), nprocs=2)
+    runtime.launch(_cross_gpu_worker, argparse.Namespace(), runtime.LaunchPlan(nprocs=2, use_cuda=False))

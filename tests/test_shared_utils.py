@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from shared_utils import checkpoint as ckpt
-from shared_utils import dist
+from shared_utils import dist, runtime
 from shared_utils.cli import UserError
 from shared_utils.data import DataWarnings, EpochSampler, build_loader, collate_skip_none, unpack_index
 from shared_utils.frames import (
@@ -431,9 +431,9 @@ def test_metrics():
 # --------------------------------------------------------------------------------------------------- distributed
 
 
-def _ddp_worker(args):
-    dist.init_distributed_mode(args)
-    rank = args.rank
+def _ddp_worker(args, plan):
+    ctx = runtime.setup_worker(plan)
+    rank = ctx.rank
     x = torch.full((2, 3), float(rank))
     mean = dist.all_reduce_mean(torch.tensor([float(rank)]))
     gathered = dist.concat_all_gather(x)
@@ -444,22 +444,49 @@ def _ddp_worker(args):
     sampler.set_epoch(1)
     torch.save(
         {
-            "world": args.world_size,
-            "distributed": args.distributed,
+            "world": ctx.world_size,
+            "distributed": ctx.distributed,
             "mean": mean,
             "gathered": gathered,
             "restored": restored,
             "batch": batch,
             "samples": [i for i, _ in sampler],
-            "device": str(args.device),
+            "device": str(ctx.device),
         },
         os.path.join(args.out, f"rank{rank}.pt"),
     )
     dist.cleanup()
 
 
+def test_run_context_is_immutable_and_describes_one_cpu_process():
+    import dataclasses
+    import pickle
+
+    ctx = runtime.local_context("cpu", amp=True)  # --amp is a no-op on the CPU
+    assert (ctx.rank, ctx.world_size, ctx.distributed, ctx.is_main, ctx.amp, ctx.gpu) == (
+        0,
+        1,
+        False,
+        True,
+        False,
+        None,
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ctx.rank = 1
+    with ctx.autocast():
+        assert not torch.is_autocast_enabled()
+    assert ctx.as_dict() == {"rank": 0, "world_size": 1, "local_rank": 0, "distributed": False, "gpu": None,
+                             "device": "cpu"}  # fmt: skip
+    assert runtime.wrap_ddp(torch.nn.Linear(1, 1), ctx).__class__ is torch.nn.Linear
+    plan = runtime.LaunchPlan(nprocs=2, gpu_ids=(0, 1), notes=("note",))
+    assert pickle.loads(pickle.dumps(plan)) == plan  # travels to spawned workers unchanged
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.nprocs = 3
+    assert ckpt.plain_args(Namespace(lr=0.1), ctx) == {"lr": 0.1, **ctx.as_dict()}
+
+
 def test_ddp_two_gloo_processes(tmp_path):
-    dist.launch(_ddp_worker, Namespace(out=str(tmp_path)), nprocs=2)
+    runtime.launch(_ddp_worker, Namespace(out=str(tmp_path)), runtime.LaunchPlan(nprocs=2))
     results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for res in results:
         assert res["world"] == 2 and res["distributed"] and res["device"] == "cpu"

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from shared_utils import dist
+from shared_utils import dist, runtime
 from shared_utils.checkpoint import load_checkpoint, strip_prefix
 from videomoco import train
 from videomoco.augment import VideoMoCoAugment
@@ -152,9 +152,9 @@ def test_resume_mid_epoch_reproduces_the_uninterrupted_run(synth_dataset, tmp_pa
 # --------------------------------------------------------------------------------------------------- DDP
 
 
-def _ddp_worker(args) -> None:
-    dist.init_distributed_mode(args)
-    rank = args.rank
+def _ddp_worker(args, plan) -> None:
+    ctx = runtime.setup_worker(plan)
+    rank = ctx.rank
     torch.manual_seed(0)  # same initial weights everywhere; DDP would broadcast rank 0's anyway
     D = VideoMoCo("mc3_18", dim=8, K=8, m=0.99)
     torch.manual_seed(100 + rank)
@@ -170,8 +170,7 @@ def _ddp_worker(args) -> None:
         expected = k_shards[torch.argsort(idx)][2 * rank : 2 * rank + 2]
         unshuffled = F.normalize(D.encoder_k(x_k), dim=1)
     # two adversarial training steps through DDP with a manually synchronised G
-    args.device, args.amp_enabled, args.channels_last, args.global_step = torch.device("cpu"), False, False, 0
-    args.g_loss_weight, args.g_grad = 100.0, "released"
+    args.channels_last, args.g_loss_weight, args.g_grad = False, 100.0, "released"
     torch.manual_seed(0)
     G = MaskGenerator(4, 16, 1)
     D_ddp = torch.nn.parallel.DistributedDataParallel(D)
@@ -181,7 +180,7 @@ def _ddp_worker(args) -> None:
     for step in range(2):
         torch.manual_seed(10 * step + rank)
         batch = (torch.rand(2, 3, 4, 16, 16), torch.rand(2, 3, 4, 16, 16))
-        stats = train.train_step(G, D_ddp, aug, batch, opt_g, opt_d, True, 0.99, args)
+        stats = train.train_step(G, D_ddp, aug, batch, opt_g, opt_d, True, 0.99, args, ctx)
     torch.save(
         {
             "k": k,
@@ -200,7 +199,7 @@ def _ddp_worker(args) -> None:
 
 
 def test_ddp_two_gloo_processes_shuffle_bn_and_synchronised_updates(tmp_path):
-    dist.launch(_ddp_worker, Namespace(out=str(tmp_path)), nprocs=2)
+    runtime.launch(_ddp_worker, Namespace(out=str(tmp_path)), runtime.LaunchPlan(nprocs=2))
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     for res in (r0, r1):
         torch.testing.assert_close(res["k"], res["expected"], rtol=1e-4, atol=1e-5)  # keys from shuffled shards

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from shared_utils import runtime
 from shared_utils.checkpoint import load_checkpoint
 from shared_utils.cli import UserError
 from shared_utils.data import DataWarnings
@@ -323,7 +324,7 @@ def test_memory_moco_logits_queue_and_loss():
 
 
 def tiny_step_args(**kw):
-    base = dict(no_tca=False, tca_lambda=0.1, no_temporal_negative=False, amp=False, device=torch.device("cpu"))
+    base = dict(no_tca=False, tca_lambda=0.1, no_temporal_negative=False, amp=False)
     return argparse.Namespace(**(base | kw))
 
 
@@ -348,6 +349,7 @@ def test_pretraining_step_every_backbone(arch):
         negative,
         np.random.RandomState(0),
         tiny_step_args(),
+        runtime.local_context("cpu"),
     )
     assert logits.shape == (2, 9) and torch.isfinite(loss)
     assert logits[:, 0].abs().max() <= 1 / 0.07 + 1e-4
@@ -368,6 +370,7 @@ def test_pretraining_step_every_backbone(arch):
         negative,
         np.random.RandomState(0),
         tiny_step_args(no_temporal_negative=True),
+        runtime.local_context("cpu"),
     )
     assert no_tn.shape == (2, 8)
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from shared_utils import runtime
 from vtdl.loss import NCESoftmaxLoss, ins_prob
 from vtdl.model import MemoryMoCo, build_backbone, moment_update
 from vtdl.train_temporal_dis import QueryEncoder, compute_loss
@@ -68,13 +69,12 @@ def test_recipe_b_pretraining_step_matches_the_original():
     contrast.memory.copy_(torch.rand(5000, 128, generator=torch.Generator().manual_seed(1)) * 2 * sigma - sigma)
     torch.manual_seed(0)
     anchor, positive, negative = (torch.randn(4, 3, 16, 224, 224) for _ in range(3))
-    args = argparse.Namespace(
-        no_tca=False, tca_lambda=0.1, no_temporal_negative=False, amp=False, device=torch.device("cpu")
-    )
+    args = argparse.Namespace(no_tca=False, tca_lambda=0.1, no_temporal_negative=False, amp=False)
     np.random.seed(0)
     loss, logits = compute_loss(
-        QueryEncoder(model), model_ema, contrast, NCESoftmaxLoss(), anchor, positive, negative, np.random, args
-    )
+        QueryEncoder(model), model_ema, contrast, NCESoftmaxLoss(), anchor, positive, negative, np.random, args,
+        runtime.local_context("cpu"),
+    )  # fmt: skip
     assert list(logits.shape) == ref["logits_shape"]
     assert loss.item() == pytest.approx(ref["loss_full(TCA+temporal_neg+queue)"], rel=1e-5)
     assert ins_prob(logits).item() == pytest.approx(ref["ins_prob(mean out[:,0])"], rel=1e-5)
@@ -113,9 +113,7 @@ def test_recipe_b_ablations_without_tca_and_temporal_negative():
     anchor, positive, negative = (torch.randn(4, 3, 16, 224, 224) for _ in range(3))
     for no_tca, no_tn, key in ((True, False, "loss_without_TCA"), (False, True, "loss_without_temporal_negative")):
         contrast.memory.copy_(memory)
-        args = argparse.Namespace(
-            no_tca=no_tca, tca_lambda=0.1, no_temporal_negative=no_tn, amp=False, device=torch.device("cpu")
-        )
+        args = argparse.Namespace(no_tca=no_tca, tca_lambda=0.1, no_temporal_negative=no_tn, amp=False)
         with torch.no_grad():
             loss, _ = compute_loss(
                 QueryEncoder(model),
@@ -127,6 +125,7 @@ def test_recipe_b_ablations_without_tca_and_temporal_negative():
                 negative,
                 np.random.RandomState(0),
                 args,
+                runtime.local_context("cpu"),
             )
         assert loss.item() == pytest.approx(ref[key], rel=1e-4), key
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import torch
 
+from shared_utils import runtime
 from shared_utils.cli import ArgumentParser, run_cli
 from videomoco import train
 from videomoco.augment import VideoMoCoAugment
@@ -43,20 +44,20 @@ def build_train_step(
     argv = ["DATA", "-a", arch, "-fpc", str(frame_per_clip), "-cs", str(crop_size), "-b", str(batch_size)]
     argv += ["--moco-k", str(moco_k), "--moco-dim", str(moco_dim), "--seed", "0"]
     argv += ["--channels_last"] if channels_last else []
+    argv += [] if adversarial else ["--no_generator"]
     args = get_args_parser().parse_args(argv)
     if moco_k % batch_size:
         raise ValueError(f"batch {batch_size} must divide the queue size {moco_k}")
-    args.device, args.distributed, args.amp_enabled, args.global_step = device, False, False, 0
-    args.no_generator = not adversarial
+    ctx = runtime.local_context(device)  # no --amp: a caller's own autocast stays in force
     torch.manual_seed(0)
-    G, _, D_ddp, opt_g, opt_d = train.build_models(args)
+    G, _, D_ddp, opt_g, opt_d = train.build_models(args, ctx)
     aug = VideoMoCoAugment(args.aug_plus, aug_per_frame(args), crop_size).to(device)
     shape = (batch_size, 3, frame_per_clip, crop_size, crop_size)  # B, 3, T, H, W in [0, 1] as the loader gives
     batch = (torch.rand(shape, device=device), torch.rand(shape, device=device))
     t = args.temporal_decay
 
     def step() -> torch.Tensor:
-        stats = train.train_step(G, D_ddp, aug, batch, opt_g, opt_d, adversarial, t, args)
+        stats = train.train_step(G, D_ddp, aug, batch, opt_g, opt_d, adversarial, t, args, ctx)
         return torch.tensor(stats["loss_d"])
 
     step.G, step.D = G, D_ddp  # for tests and inspection

@@ -21,9 +21,8 @@ if __name__ == "__main__" and os.path.abspath(sys.path[0]) == os.path.dirname(os
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
-from shared_utils import dist
+from shared_utils import dist, runtime
 from shared_utils.checkpoint import (
     CheckpointWriter,
     add_prefix,
@@ -45,7 +44,7 @@ from shared_utils.logger import (
     write_args_json,
 )
 from shared_utils.metrics import accuracy
-from shared_utils.rng import capture_rng_state, restore_rng_state, seed_everything
+from shared_utils.rng import capture_rng_state, restore_rng_state
 from shared_utils.width import check_saved_width
 from videomoco.dataset import (
     ClipReader,
@@ -58,7 +57,14 @@ from videomoco.dataset import (
 )
 from videomoco.model import pretrained_backbone, video_resnet
 from videomoco.opts import SHORT_VIDEO_FIX, fix_on, get_eval_args_parser
-from videomoco.train import adjust_learning_rate, launch_plan, local_world_size, run_dirs, share_cpu_threads
+from videomoco.train import (
+    adjust_learning_rate,
+    launch_plan,
+    per_process_batch,
+    run_dirs,
+    setup_worker,
+    workers_per_process,
+)
 
 # --------------------------------------------------------------------------------------------------- model
 
@@ -127,7 +133,7 @@ def build_split_data(args, split: int, ckp_dir: str, warnings: DataWarnings):
     return sets
 
 
-def build_loaders(args, sets, warnings: DataWarnings, seed: int):
+def build_loaders(args, ctx, sets, warnings: DataWarnings, seed: int):
     reader = ClipReader(args.data_format, args.frame_template, warnings)
     common = dict(reader=reader, fpc=args.frame_per_clip, step=args.step_between_clips, crop=args.crop_size)
     train_set = EvalClips(sets["train"][0], mode="train", repeats=args.train_clips_per_video, seed=seed, **common)
@@ -138,8 +144,8 @@ def build_loaders(args, sets, warnings: DataWarnings, seed: int):
         resize_test=fix_on(args, "test_resize"),
         **common,
     )
-    batch = max(args.batch_size // local_world_size(), 1)
-    workers = min(-(-args.workers // local_world_size()), os.cpu_count() or 1)
+    batch = max(per_process_batch(args, ctx), 1)
+    workers = workers_per_process(args, ctx)
     train_sampler = EpochSampler(len(train_set), shuffle=True, seed=seed, batch_size=batch)
     train_loader = build_loader(train_set, batch, train_sampler, workers)
     test_sampler = EpochSampler(len(test_set), shuffle=False, seed=seed)
@@ -150,13 +156,13 @@ def build_loaders(args, sets, warnings: DataWarnings, seed: int):
 # --------------------------------------------------------------------------------------------------- loops
 
 
-def train_one_epoch(model, loader, optimizer, epoch: int, args, writer) -> dict:
+def train_one_epoch(model, loader, optimizer, epoch: int, args, ctx, writer) -> dict:
     # the released recipe keeps BatchNorm in eval mode (pretrained statistics, trained affine parameters)
     model.train(fix_on(args, "bn_train"))
     logger = MetricLogger(delimiter="  ")
     for i, (clips, labels, _) in enumerate(logger.log_every(loader, args.print_freq, f"Epoch: [{epoch}]")):
-        clips, labels = clips.to(args.device, non_blocking=True), labels.to(args.device)
-        with torch.autocast(device_type=args.device.type, dtype=torch.bfloat16, enabled=args.amp_enabled):
+        clips, labels = clips.to(ctx.device, non_blocking=True), labels.to(ctx.device)
+        with torch.autocast(device_type=ctx.device.type, dtype=torch.bfloat16, enabled=ctx.amp):
             output = model(clips)  # B, classes
         loss = F.cross_entropy(output.float(), labels)
         check_finite(loss, i)
@@ -176,7 +182,7 @@ def train_one_epoch(model, loader, optimizer, epoch: int, args, writer) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model, loader, args) -> dict:
+def evaluate(model, loader, args, ctx) -> dict:
     """Video-level (mean of the clip logits) and clip-level top-1/top-5 over every readable test video."""
     model.eval()
     results = {}
@@ -184,8 +190,8 @@ def evaluate(model, loader, args) -> dict:
         if item is None:
             continue
         clips, labels, index = item
-        clips = clips.to(args.device).flatten(0, 1)  # cpv, 3, T, H, W (one video)
-        with torch.autocast(device_type=args.device.type, dtype=torch.bfloat16, enabled=args.amp_enabled):
+        clips = clips.to(ctx.device).flatten(0, 1)  # cpv, 3, T, H, W (one video)
+        with torch.autocast(device_type=ctx.device.type, dtype=torch.bfloat16, enabled=ctx.amp):
             logits = model(clips).float().cpu()  # cpv, classes
         results[int(index[0])] = (logits, int(labels[0]))
     merged = {}
@@ -212,15 +218,13 @@ def report(stats: dict, listed: int) -> None:
 # --------------------------------------------------------------------------------------------------- driver
 
 
-def setup_model(args, num_class: int):
-    model = build_eval_model(args.arch, num_class, args.width_mult).to(args.device)
+def setup_model(args, ctx, num_class: int):
+    model = build_eval_model(args.arch, num_class, args.width_mult).to(ctx.device)
     if args.pretrained:
         load_pretrained(model, args.pretrained, args.width_mult)
-    if args.channels_last and args.device.type == "cuda":
+    if args.channels_last and ctx.use_cuda:
         model = model.to(memory_format=torch.channels_last_3d)
-    model_ddp = model
-    if args.distributed:
-        model_ddp = DistributedDataParallel(model, device_ids=[args.gpu] if args.gpu is not None else None)
+    model_ddp = runtime.wrap_ddp(model, ctx)
     optimizer = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     return model, model_ddp, optimizer
 
@@ -239,7 +243,7 @@ def resume_finetune(path: str, model, optimizer) -> tuple[int, float, int | None
     return int(ckpt.get("epoch", 0)), float(ckpt.get("best_acc1", 0.0)), ckpt.get("sampler_seed")
 
 
-def save_epoch(ckpt_writer, model, optimizer, epoch: int, best_acc1: float, is_best: bool, seed: int, args):
+def save_epoch(ckpt_writer, model, optimizer, epoch: int, best_acc1: float, is_best: bool, seed: int, args, ctx):
     """checkpoint_<epochs done>.pth.tar (only the newest kept) and best_checkpoint.pth.tar, as the original."""
     rng = dist.all_gather_object(capture_rng_state())
     if not dist.is_main_process():
@@ -252,81 +256,75 @@ def save_epoch(ckpt_writer, model, optimizer, epoch: int, best_acc1: float, is_b
         "optimizer": optimizer.state_dict(),
         "sampler_seed": seed,
         "rng": rng,
-        "args": plain_args(args),
+        "args": plain_args(args, ctx),
     }
     ckpt_writer.save(state, epoch=epoch + 1, is_best=is_best, latest=False)
 
 
-def fine_tune(args, split, model, model_ddp, optimizer, loaders, start_epoch, best_acc1, seed, ckpt_writer, writer):
+def fine_tune(args, ctx, split, parts, loaders, start_epoch, best_acc1, seed, ckpt_writer, logs):
+    """Epochs from start_epoch: train, test every epoch, checkpoint; parts = (model, DDP model, optimizer)."""
+    model, model_ddp, optimizer = parts
     train_loader, train_sampler, test_loader, listed = loaders
+    writer = logs["writer"]
     stats = {}
     for epoch in range(start_epoch, args.epochs):
         lr = adjust_learning_rate([optimizer], epoch, args)
         train_sampler.set_epoch(epoch)
         train_loader.dataset.set_epoch(epoch)  # this epoch's distinct clips per video
-        train_stats = train_one_epoch(model_ddp, train_loader, optimizer, epoch, args, writer)
-        stats = evaluate(model_ddp, test_loader, args)
+        train_stats = train_one_epoch(model_ddp, train_loader, optimizer, epoch, args, ctx, writer)
+        stats = evaluate(model_ddp, test_loader, args, ctx)
         report(stats, listed)
         for name in ("loss", "acc1", "acc5"):
             writer.add_scalar(f"lincls_val/{name}", stats[name], epoch)
         is_best, best_acc1 = stats["acc1"] > best_acc1, max(best_acc1, stats["acc1"])
-        save_epoch(ckpt_writer, model, optimizer, epoch, best_acc1, is_best, seed, args)
+        save_epoch(ckpt_writer, model, optimizer, epoch, best_acc1, is_best, seed, args, ctx)
         test_stats = {f"test_{k}": v for k, v in stats.items()}
         record = {"split": split, "epoch": epoch, "lr": lr, **train_stats, **test_stats}
-        append_json_line(os.path.join(args.log_path, "log.txt"), record)
+        append_json_line(os.path.join(logs["dir"], "log.txt"), record)
     return {**stats, "best_acc1": best_acc1}
 
 
-def run_split(args, split: int, ckp_dir: str, seed: int, logs: dict) -> dict:
+def run_split(args, ctx, split: int, ckp_dir: str, seed: int, logs: dict) -> dict:
     warnings = DataWarnings()
     sets = build_split_data(args, split, ckp_dir, warnings)
     if "writer" not in logs:  # the first split's data passed its checks: now the log folder gets its files
-        write_args_json(args, args.log_path)
-        logs["writer"] = make_tb_writer(args.log_path, enabled=not args.no_tensorboard)
-    writer = logs["writer"]
+        write_args_json(args, logs["dir"])
+        logs["writer"] = make_tb_writer(logs["dir"], enabled=not args.no_tensorboard)
     classes = sets["train"][2]
     num_class = args.num_class or len(classes)
     if num_class < len(classes):
         fail(f"--num_class {num_class} is smaller than the {len(classes)} classes found")
-    model, model_ddp, optimizer = setup_model(args, num_class)
+    model, model_ddp, optimizer = setup_model(args, ctx, num_class)
     ckpt_writer = CheckpointWriter(ckp_dir, None, "checkpoint_{epoch:04d}.pth.tar", "best_checkpoint.pth.tar", 1)
     start_epoch, best_acc1 = args.start_epoch, 0.0
     resume_path = args.resume or ckpt_writer.latest()
     if resume_path:
         start_epoch, best_acc1, saved_seed = resume_finetune(resume_path, model, optimizer)
         seed = saved_seed if saved_seed is not None else seed
-    train_loader, train_sampler, test_loader = build_loaders(args, sets, warnings, seed)
+    train_loader, train_sampler, test_loader = build_loaders(args, ctx, sets, warnings, seed)
     print(f"split {split}: {len(sets['train'][0])} train / {len(sets['test'][0])} test videos, {num_class} outputs")
     if args.evaluate:
-        stats = evaluate(model_ddp, test_loader, args)
+        stats = evaluate(model_ddp, test_loader, args, ctx)
         report(stats, sets["test"][1])
     else:
         loaders = (train_loader, train_sampler, test_loader, sets["test"][1])
-        stats = fine_tune(
-            args, split, model, model_ddp, optimizer, loaders, start_epoch, best_acc1, seed, ckpt_writer, writer
-        )
+        parts = (model, model_ddp, optimizer)
+        stats = fine_tune(args, ctx, split, parts, loaders, start_epoch, best_acc1, seed, ckpt_writer, logs)
     if warnings.summary():
         print(warnings.summary())
     return stats
 
 
-def main_worker(args) -> None:
-    dist.init_distributed_mode(args, gpu_ids=[args.gpu] if args.gpu is not None else None)
-    share_cpu_threads(args)
-    args.amp_enabled = bool(args.amp and args.device.type == "cuda")
-    seed = (
-        args.seed if args.seed is not None else int(dist.all_gather_object(int.from_bytes(os.urandom(4), "little"))[0])
-    )
-    seed_everything(seed, args.rank)
-    log_dir, ckp_dir = run_dirs(args, max(args.batch_size // local_world_size(), 1))
-    args.log_path = log_dir
+def main_worker(args, plan) -> None:
+    ctx, seed = setup_worker(args, plan, cudnn_flags=False)
+    log_dir, ckp_dir = run_dirs(args, max(per_process_batch(args, ctx), 1))
     log_run_header(args)  # printed now; args.json and TensorBoard once the first split's data passed its checks
-    logs: dict = {}
+    logs: dict = {"dir": log_dir}
     splits = [1, 2, 3] if args.split == "all" else [int(args.split)]
     results = []
     for split in splits:
         split_ckp = ckp_dir if len(splits) == 1 else os.path.join(ckp_dir, f"split_{split}")
-        results.append(run_split(args, split, split_ckp, seed, logs))
+        results.append(run_split(args, ctx, split, split_ckp, seed, logs))
     if len(results) > 1:
         mean1 = sum(r["acc1"] for r in results) / len(results)
         mean5 = sum(r["acc5"] for r in results) / len(results)
@@ -345,10 +343,7 @@ def main(args) -> None:
     for flag, low in (("batch_size", 1), ("epochs", 0), ("workers", 0), ("frame_per_clip", 1), ("crop_size", 1)):
         if getattr(args, flag) < low:
             fail(f"--{flag} must be >= {low}, got {getattr(args, flag)}")
-    nprocs, nnodes, node_rank = launch_plan(args)
-    dist.launch(
-        main_worker, args, nprocs, dist_url=None if nnodes == 1 else args.dist_url, nnodes=nnodes, node_rank=node_rank
-    )
+    runtime.launch(main_worker, args, launch_plan(args))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ the other spelling is accepted as an alias. Flags after the "additions" banners 
 
 from __future__ import annotations
 
-from shared_utils.cli import ArgumentParser, add_fix_flag, fix_enabled
+from shared_utils.cli import ArgumentParser, add_fix_flag, add_run_flags, fix_enabled
 from shared_utils.width import add_width_flag
 
 ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18")  # the torchvision video ResNets (fc 512 -> classes)
@@ -123,20 +123,11 @@ def _lr_flags(parser, lr: float, schedule: list[int], wd_names: list[str]) -> No
 
 
 def _modern_flags(parser) -> None:
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (no effect on CPU)")
-    parser.add_argument("--channels_last", action="store_true", help="channels_last_3d memory format on CUDA")
-    parser.add_argument("--no_tensorboard", action="store_true", help="do not write TensorBoard scalars")
+    add_run_flags(parser, "amp", "channels_last", "no_tensorboard")
     parser.add_argument(
         "--exact_dirs",
         action="store_true",
         help="use --log_dir/--ckp_dir as given instead of appending the original '_bs=.._lr=.._cs=.._fpc=..' suffix",
-    )
-    parser.add_argument(
-        "--max_iters",
-        default=0,
-        type=int,
-        help="stop this process after this many iterations (0: no limit); the latest checkpoint "
-        "is written first, so the run can be resumed exactly",
     )
     add_width_flag(parser)
 
@@ -223,12 +214,7 @@ def _data_flags(p) -> None:
         "written into the dataset folder)",
     )
     d.add_argument("--save_freq", default=10, type=int, help="write checkpoint_%%04d.pth.tar every N epochs")
-    d.add_argument(
-        "--save_every_iters",
-        default=1000,
-        type=int,
-        help="refresh the latest checkpoint every N iterations (mid-epoch resume); 0: epoch ends only",
-    )
+    add_run_flags(d, "save_every_iters", "max_iters")
 
 
 def get_args_parser(add_help: bool = True) -> ArgumentParser:

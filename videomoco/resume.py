@@ -38,7 +38,6 @@ class RunState:
     iteration: int = 0  # iterations already done in epoch `epoch`
     global_step: int = 0
     iters_per_epoch: int = 0
-    iters_this_process: int = 0
     last_stats: dict = field(default_factory=dict)
     writer_d: CheckpointWriter | None = None
     writer_g: CheckpointWriter | None = None
@@ -107,7 +106,7 @@ def resume_run(args, G, D, opt_g, opt_d, ckp_dir: str, seed: int, iters_per_epoc
     return run
 
 
-def save_run(run: RunState, G, D, opt_g, opt_d, args, epoch_done: bool) -> None:
+def save_run(run: RunState, G, D, opt_g, opt_d, args, ctx, epoch_done: bool) -> None:
     """Write the latest state (all ranks must call: RNG states are gathered); numbered copies at epoch ends."""
     rng = dist.all_gather_object(capture_rng_state())
     if not dist.is_main_process():
@@ -125,7 +124,7 @@ def save_run(run: RunState, G, D, opt_g, opt_d, args, epoch_done: bool) -> None:
         "scaler": None,  # bf16 autocast needs no loss scaling
         "rng": rng,
         "sampler_seed": run.seed,
-        "args": plain_args(args),
+        "args": plain_args(args, ctx),
     }
     numbered = epoch_done and (run.epoch % max(args.save_freq, 1) == 0 or run.epoch == args.epochs)
     run.writer_d.save(state, epoch=run.epoch if numbered else None)

@@ -16,16 +16,14 @@ from __future__ import annotations
 import math
 import os
 import sys
-from contextlib import nullcontext
 
 if __name__ == "__main__" and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     sys.path[0] = os.path.dirname(sys.path[0])  # run as a script: import the package, not its files
 
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 
-from shared_utils import dist
+from shared_utils import dist, runtime
 from shared_utils.checkpoint import require_checkpoint
 from shared_utils.cli import fail, require_dir, run_cli
 from shared_utils.data import DataWarnings, EpochSampler, build_loader
@@ -54,6 +52,8 @@ from videomoco.loss import generator_loss
 from videomoco.model import MaskGenerator, VideoMoCo
 from videomoco.opts import SHORT_VIDEO_FIX, aug_per_frame, fix_on, get_args_parser
 from videomoco.resume import RunState, resume_run, save_run
+
+STOPPED = "stopped at global step {} (--max_iters); the same command without it (or with a larger cap) resumes"
 
 # --------------------------------------------------------------------------------------------------- set-up helpers
 
@@ -110,29 +110,48 @@ def validate(args) -> None:
         fail(f"--temporal_decay must be in (0, 1], got {args.temporal_decay}")
 
 
-def launch_plan(args) -> tuple[int, int, int]:
-    """(processes on this node, nodes, node rank) from the original flags; torchrun's variables win."""
+def launch_plan(args) -> runtime.LaunchPlan:
+    """The original flags: --multiprocessing_distributed spawns one process per GPU of the node (--world_size
+    nodes, --rank node rank, --dist_url of a multi-node run); --gpu picks the device of a single process; torchrun's
+    variables win."""
+    gpu_ids = (args.gpu,) if args.gpu is not None else ()
     if "RANK" in os.environ or not args.multiprocessing_distributed:
-        return 1, 1, 0
+        return runtime.LaunchPlan(gpu_ids=gpu_ids)
     nprocs = args.nproc_per_node or torch.cuda.device_count() or 1
-    return nprocs, max(args.world_size, 1), max(args.rank, 0)
+    nnodes = max(args.world_size, 1)
+    # one node: any free local port will do (the original's default URL is remote)
+    dist_url = None if nnodes == 1 else args.dist_url
+    return runtime.LaunchPlan(nprocs, nnodes, max(args.rank, 0), dist_url, gpu_ids)
 
 
-def local_world_size() -> int:
-    return int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+def setup_worker(args, plan: runtime.LaunchPlan, cudnn_flags: bool = True) -> tuple[runtime.RunContext, int]:
+    """Process group, device, CPU cores shared by the node's processes, seeds (--seed, else one random draw shared
+    by the ranks) + rank; returns (run context, seed). cudnn_flags (pretraining): deterministic cuDNN with --seed,
+    autotuned without."""
+    ctx = runtime.setup_worker(plan, amp=args.amp, cudnn_benchmark=False)
+    seed = (
+        args.seed if args.seed is not None else int(dist.all_gather_object(int.from_bytes(os.urandom(4), "little"))[0])
+    )
+    seed_everything(seed, ctx.rank)
+    if cudnn_flags:
+        torch.backends.cudnn.benchmark = args.seed is None
+        torch.backends.cudnn.deterministic = args.seed is not None
+    return ctx, seed
 
 
-def share_cpu_threads(args) -> None:
-    """Several CPU processes on one node: split the cores between them (as torchrun's OMP_NUM_THREADS=1 does),
-    unless the user set OMP_NUM_THREADS."""
-    if args.device.type == "cpu" and local_world_size() > 1 and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world_size()))
+def per_process_batch(args, ctx: runtime.RunContext) -> int:
+    """-b is the batch of one node (moco): divided over the node's processes."""
+    return args.batch_size // ctx.local_world_size
+
+
+def workers_per_process(args, ctx: runtime.RunContext) -> int:
+    return min(-(-args.workers // ctx.local_world_size), os.cpu_count() or 1)
 
 
 # --------------------------------------------------------------------------------------------------- data
 
 
-def build_data(args, ckp_dir: str, per_process_batch: int, seed: int):
+def build_data(args, ctx, ckp_dir: str, per_process_batch: int, seed: int):
     warnings = DataWarnings()
     root = os.path.normpath(os.path.join(args.data, args.train_subdir))
     exts = tuple("." + e.strip().lstrip(".").lower() for e in args.video_exts.split(",") if e.strip())
@@ -153,7 +172,7 @@ def build_data(args, ckp_dir: str, per_process_batch: int, seed: int):
         entries, reader, args.frame_per_clip, args.step_between_clips, args.crop_size, fix_on(args, "two_clips")
     )
     sampler = EpochSampler(len(dataset), shuffle=True, seed=seed, drop_last=True, batch_size=per_process_batch)
-    workers = min(-(-args.workers // local_world_size()), os.cpu_count() or 1)
+    workers = workers_per_process(args, ctx)
     loader = build_loader(
         dataset,
         per_process_batch,
@@ -172,24 +191,22 @@ def build_data(args, ckp_dir: str, per_process_batch: int, seed: int):
 # --------------------------------------------------------------------------------------------------- model
 
 
-def build_models(args):
+def build_models(args, ctx):
     """(G or None, D, D wrapped for DDP, optimizer of G or None, optimizer of D)."""
     G = None
     if not args.no_generator:
         select = "highest" if fix_on(args, "drop_highest") else "lowest"
-        G = MaskGenerator(args.frame_per_clip, args.crop_size, num_dropped(args), select).to(args.device)
+        G = MaskGenerator(args.frame_per_clip, args.crop_size, num_dropped(args), select).to(ctx.device)
         for tensor in list(G.parameters()) + list(G.buffers()):  # G is not DDP-wrapped: start from rank 0's
             _broadcast(tensor)
     decay_mode = "paper" if fix_on(args, "paper_decay") else "code"
     D = VideoMoCo(
         args.arch, args.moco_dim, args.moco_k, args.moco_m, args.moco_t, args.mlp, decay_mode, args.width_mult
     )
-    D = D.to(args.device)
-    if args.channels_last and args.device.type == "cuda":
+    D = D.to(ctx.device)
+    if args.channels_last and ctx.use_cuda:
         D = D.to(memory_format=torch.channels_last_3d)
-    D_ddp = D
-    if args.distributed:
-        D_ddp = DistributedDataParallel(D, device_ids=[args.gpu] if args.gpu is not None else None)
+    D_ddp = runtime.wrap_ddp(D, ctx)
     sgd = dict(lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     opt_d = torch.optim.SGD(D.encoder_q.parameters(), **sgd)  # the key encoder never has gradients
     opt_g = torch.optim.SGD(G.parameters(), **sgd) if G is not None else None
@@ -221,22 +238,22 @@ def average_gradients(params) -> None:
 # --------------------------------------------------------------------------------------------------- training
 
 
-def train_step(G, D_ddp, aug, batch, opt_g, opt_d, adversarial: bool, t: float, args) -> dict:
-    """One G/D update (or a D-only update before the adversarial phase). Returns the logged scalars."""
-    x_q, x_k = (x.to(args.device, non_blocking=True) for x in batch[:2])
+def train_step(G, D_ddp, aug, batch, opt_g, opt_d, adversarial: bool, t: float, args, ctx, step: int = 0) -> dict:
+    """One G/D update (or a D-only update before the adversarial phase), global step `step`. Returns the logged
+    scalars."""
+    x_q, x_k = (x.to(ctx.device, non_blocking=True) for x in batch[:2])
     x_q, x_k = aug(x_q), aug(x_k)  # B, 3, T, H, W (normalised)
-    if args.channels_last and args.device.type == "cuda":
+    if args.channels_last and ctx.use_cuda:
         x_q, x_k = (x.contiguous(memory_format=torch.channels_last_3d) for x in (x_q, x_k))
     # no autocast context at all without --amp, so a caller's own autocast (the benchmark's) stays in force
-    autocast = torch.autocast(args.device.type, dtype=torch.bfloat16) if args.amp_enabled else nullcontext()
-    with autocast:
+    with ctx.autocast():
         if adversarial:
             x_fake, _ = G(x_q)
             q, q_real, logits, labels = D_ddp(x_fake, x_k, t, im_q_real=x_q)
         else:
             q, _, logits, labels = D_ddp(x_q, x_k, t)
     loss_d = F.cross_entropy(logits.float(), labels)
-    check_finite(loss_d, args.global_step)
+    check_finite(loss_d, step)
     out = {"loss_d": loss_d.item()}
     grads_g = None
     if adversarial:
@@ -258,7 +275,7 @@ def train_step(G, D_ddp, aug, batch, opt_g, opt_d, adversarial: bool, t: float, 
     return out
 
 
-def train_one_epoch(G, D, D_ddp, aug, loader, opt_g, opt_d, epoch: int, args, run: RunState, writer) -> bool:
+def train_one_epoch(G, D, D_ddp, aug, loader, opt_g, opt_d, epoch: int, args, ctx, run: RunState, writer) -> bool:
     """Returns False when --max_iters stopped the run inside the epoch (after writing the latest checkpoint)."""
     adversarial, t = uses_generator(args, epoch), decay_base(args, epoch)
     D_ddp.train()
@@ -268,8 +285,7 @@ def train_one_epoch(G, D, D_ddp, aug, loader, opt_g, opt_d, epoch: int, args, ru
     iters = run.iters_per_epoch
     header = f"Epoch: [{epoch}]" + (" adversarial" if adversarial else " D-only")
     for i, batch in enumerate(logger.log_every(loader, args.print_freq, header), start=run.iteration):
-        args.global_step = run.global_step
-        stats = train_step(G, D_ddp, aug, batch, opt_g, opt_d, adversarial, t, args)
+        stats = train_step(G, D_ddp, aug, batch, opt_g, opt_d, adversarial, t, args, ctx, run.global_step)
         logger.update(n=batch[0].shape[0], **stats)
         step = epoch * iters + i
         if i % args.print_freq == 0:
@@ -278,10 +294,10 @@ def train_one_epoch(G, D, D_ddp, aug, loader, opt_g, opt_d, epoch: int, args, ru
             for name, meter in logger.meters.items():
                 writer.add_scalar(f"moco_train_avg/{name}", meter.global_avg, step)
             writer.add_scalar("moco_train/lr", opt_d.param_groups[0]["lr"], step)
-        run.iteration, run.global_step, run.iters_this_process = i + 1, run.global_step + 1, run.iters_this_process + 1
-        stop = bool(args.max_iters) and run.iters_this_process >= args.max_iters
+        run.iteration, run.global_step = i + 1, run.global_step + 1
+        stop = bool(args.max_iters) and run.global_step >= args.max_iters
         if run.iteration < iters and (stop or (args.save_every_iters and run.iteration % args.save_every_iters == 0)):
-            save_run(run, G, D, opt_g, opt_d, args, epoch_done=False)
+            save_run(run, G, D, opt_g, opt_d, args, ctx, epoch_done=False)
         if stop and run.iteration < iters:
             return False
     logger.synchronize_between_processes()
@@ -289,33 +305,29 @@ def train_one_epoch(G, D, D_ddp, aug, loader, opt_g, opt_d, epoch: int, args, ru
     return True
 
 
-def main_worker(args) -> None:
-    dist.init_distributed_mode(args, gpu_ids=[args.gpu] if args.gpu is not None else None)
-    share_cpu_threads(args)
-    per_process_batch = args.batch_size // local_world_size()
-    args.global_batch = per_process_batch * args.world_size
-    if per_process_batch < 1 or args.moco_k % args.global_batch:
+def check_batch(args, ctx) -> int:
+    """The per-process batch; the global batch must divide the queue (the original's assertion)."""
+    batch = per_process_batch(args, ctx)
+    global_batch = batch * ctx.world_size
+    if batch < 1 or args.moco_k % global_batch:
         fail(
-            f"global batch {args.global_batch} (= {per_process_batch} per process x {args.world_size}) must "
+            f"global batch {global_batch} (= {batch} per process x {ctx.world_size}) must "
             f"divide the queue size --moco-k {args.moco_k}"
         )
-    args.amp_enabled = bool(args.amp and args.device.type == "cuda")
-    # ------------------------------------------------------------------ seeds, directories, logs
-    seed = (
-        args.seed if args.seed is not None else int(dist.all_gather_object(int.from_bytes(os.urandom(4), "little"))[0])
-    )
-    seed_everything(seed, args.rank)
-    torch.backends.cudnn.benchmark = args.seed is None
-    torch.backends.cudnn.deterministic = args.seed is not None
-    log_dir, ckp_dir = run_dirs(args, per_process_batch)
-    args.ckp_path = ckp_dir
+    return batch
+
+
+def main_worker(args, plan) -> None:
+    ctx, seed = setup_worker(args, plan)
+    batch = check_batch(args, ctx)
+    log_dir, ckp_dir = run_dirs(args, batch)
     log_run_header(args)  # printed now; args.json and TensorBoard only once the data passed its checks
     # ------------------------------------------------------------------ data, models, optimisers, resume
-    loader, sampler, warnings = build_data(args, ckp_dir, per_process_batch, seed)
+    loader, sampler, warnings = build_data(args, ctx, ckp_dir, batch, seed)
     write_args_json(args, log_dir)
     writer = make_tb_writer(log_dir, enabled=not args.no_tensorboard)
-    aug = VideoMoCoAugment(args.aug_plus, aug_per_frame(args), args.crop_size).to(args.device)
-    G, D, D_ddp, opt_g, opt_d = build_models(args)
+    aug = VideoMoCoAugment(args.aug_plus, aug_per_frame(args), args.crop_size).to(ctx.device)
+    G, D, D_ddp, opt_g, opt_d = build_models(args, ctx)
     run = resume_run(args, G, D, opt_g, opt_d, ckp_dir, seed, len(loader))
     sampler.seed = run.seed
     # ------------------------------------------------------------------ epochs
@@ -323,18 +335,18 @@ def main_worker(args) -> None:
         lr = adjust_learning_rate([opt_g, opt_d], epoch, args)
         sampler.set_epoch(epoch)
         sampler.set_start_iteration(run.iteration)
-        finished = train_one_epoch(G, D, D_ddp, aug, loader, opt_g, opt_d, epoch, args, run, writer)
+        finished = train_one_epoch(G, D, D_ddp, aug, loader, opt_g, opt_d, epoch, args, ctx, run, writer)
         if not finished:
-            print(f"stopped after {run.iters_this_process} iterations (--max_iters); resume with the same command")
+            print(STOPPED.format(run.global_step))
             break
         run.epoch, run.iteration = epoch + 1, 0
-        save_run(run, G, D, opt_g, opt_d, args, epoch_done=True)
+        save_run(run, G, D, opt_g, opt_d, args, ctx, epoch_done=True)
         record = {"epoch": epoch, "lr": lr, "adversarial": uses_generator(args, epoch), **run.last_stats}
         append_json_line(os.path.join(log_dir, "log.txt"), record)
         if warnings.summary():
             print(warnings.summary())
-        if args.max_iters and run.iters_this_process >= args.max_iters:
-            print(f"stopped after {run.iters_this_process} iterations (--max_iters); resume with the same command")
+        if args.max_iters and run.global_step >= args.max_iters:
+            print(STOPPED.format(run.global_step))
             break
     writer.close()
     dist.cleanup()
@@ -342,11 +354,7 @@ def main_worker(args) -> None:
 
 def main(args) -> None:
     validate(args)
-    nprocs, nnodes, node_rank = launch_plan(args)
-    local_url = nnodes == 1  # one node: any free local port will do (the original's default URL is remote)
-    dist.launch(
-        main_worker, args, nprocs, dist_url=None if local_url else args.dist_url, nnodes=nnodes, node_rank=node_rank
-    )
+    runtime.launch(main_worker, args, launch_plan(args))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from shared_utils import runtime
 from vtdl.model import moment_update
 from vtdl.opts import get_pretrain_args_parser
 from vtdl.train_temporal_dis import build_state, compute_loss
@@ -22,15 +23,10 @@ def build_train_step(
     """`step()` runs forward (query with TCA + temporal negative, key encoder), NCE loss, backward, SGD and the
     momentum update, and returns the detached loss."""
     argv = ["--softmax", "--moco", "--arch", "i3d", "--spatial_size", str(spatial_size), "--data_length", str(frames)]
-    args = get_pretrain_args_parser().parse_args(argv)
-    args.device, args.distributed, args.use_cuda, args.channels_last = (
-        device,
-        False,
-        device.type == "cuda",
-        channels_last,
-    )
+    args = get_pretrain_args_parser().parse_args(argv + (["--channels_last"] if channels_last else []))
+    ctx = runtime.local_context(device)
     torch.manual_seed(0)
-    state = build_state(args, n_data=9537)  # UCF101 split-1 training videos: the queue's index range
+    state = build_state(args, ctx, n_data=9537)  # UCF101 split-1 training videos: the queue's index range
     memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
     clip = (batch_size, 3, frames, spatial_size, spatial_size)
     anchor, positive, negative = (
@@ -41,7 +37,7 @@ def build_train_step(
     def step() -> torch.Tensor:
         loss, _ = compute_loss(
             state["query"], state["model_ema"], state["contrast"], state["criterion"], anchor, positive, negative,
-            tca_rng, args,
+            tca_rng, args, ctx,
         )  # fmt: skip
         state["optimizer"].zero_grad(set_to_none=True)
         loss.backward()

@@ -9,7 +9,6 @@ pickled a dict of CUDA tensors), plus <stem>_labels.npy [video_nums] and <stem>_
 
 from __future__ import annotations
 
-import datetime
 import os
 
 import numpy as np
@@ -22,20 +21,20 @@ from shared_utils.logger import log_run_header, progress
 from vtdl import runtime
 from vtdl.dataset import FinetuneDataset, TestTransform, build_reader, read_list
 from vtdl.evaluation import gather_by_index
-from vtdl.main import build_model, check_common
+from vtdl.main import build_model, check_common, clip_shape
 from vtdl.opts import get_args_parser
 
 
 @torch.no_grad()
-def extract(model, loader, args):
+def extract(model, loader, args, ctx):
     model.eval()
     indices, feats, labels = [], [], []
     for batch in progress(loader, desc="features"):
         if batch is None:
             continue
         clips, target, index = batch
-        with runtime.autocast(args):
-            conv_map = model(runtime.to_device(clips, args), return_conv=True)  # B, D, T', H', W'
+        with ctx.autocast():
+            conv_map = model(runtime.to_device(clips, args, ctx), return_conv=True)  # B, D, T', H', W'
         feats += list(conv_map.float().mean(dim=(2, 3, 4)).cpu())
         indices += index.tolist()
         labels += target.tolist()
@@ -47,33 +46,43 @@ def output_paths(path: str) -> tuple[str, str, str]:
     return stem + ".npy", stem + "_labels.npy", stem + "_video_ids.txt"
 
 
-def worker(args) -> None:
-    runtime.setup_process(args)
+def worker(args, plan) -> None:
+    ctx = runtime.setup_process(args, plan)
     try:
-        run(args)
+        run(args, ctx)
     finally:
         dist.cleanup()
 
 
-def run(args) -> None:
+def feature_path(args) -> str:
+    """--feature_path, or the original's default under experiments/visualization/TSNE."""
+    if args.feature_path:
+        return args.feature_path
+    return os.path.join(
+        "..", "experiments", "visualization", "TSNE", f"{args.dataset}_{args.feature_split}_features.npy"
+    )
+
+
+def run(args, ctx) -> None:
     log_run_header(args)
     if not args.weights:
         print("note: no --weights: features of a randomly initialised backbone")
-    model = build_model(args, with_classifier=False).to(args.device)
+    model = build_model(args, with_classifier=False).to(ctx.device)
     list_path = args.val_list if args.feature_split == "val" else args.train_list
     entries = read_list(list_path, args.root, args.frame_root)
     warnings = DataWarnings()
-    reader = build_reader(entries, args.image_tmpl, args.spatial_size, warnings)
-    dataset = FinetuneDataset(entries, reader, TestTransform(args.spatial_size), args.data_length, args.stride, "val")
-    batch = runtime.per_rank_batch(args.batch_size, args.world_size)
+    length, size = clip_shape(args)
+    reader = build_reader(entries, args.image_tmpl, size, warnings)
+    dataset = FinetuneDataset(entries, reader, TestTransform(size), length, args.stride, "val")
+    batch = runtime.per_rank_batch(args.batch_size, ctx.world_size)
     sampler = EpochSampler(len(dataset), shuffle=False, seed=args.seed)
     loader = build_loader(dataset, batch, sampler, runtime.worker_count(args.workers), collate_fn=collate_skip_none)
-    order, feats, labels = extract(model, loader, args)
+    order, feats, labels = extract(model, loader, args, ctx)
     if warnings.summary():
         print(warnings.summary())
     if not dist.is_main_process():
         return
-    feat_path, label_path, ids_path = output_paths(args.feature_path)
+    feat_path, label_path, ids_path = output_paths(feature_path(args))
     os.makedirs(os.path.dirname(os.path.abspath(feat_path)), exist_ok=True)
     np.save(feat_path, feats.numpy().astype(np.float32))
     np.save(label_path, labels.numpy().astype(np.int64))
@@ -88,13 +97,7 @@ def run(args) -> None:
 def main(args) -> None:
     check_common(args)
     require_file(args.val_list if args.feature_split == "val" else args.train_list, f"--{args.feature_split}_list")
-    if not args.feature_path:
-        args.feature_path = os.path.join(
-            "..", "experiments", "visualization", "TSNE", f"{args.dataset}_{args.feature_split}_features.npy"
-        )
-    args.date = datetime.datetime.now().strftime("%m-%d-%H%M")
-    runtime.resolve_devices(args, args.gpus)
-    runtime.start(worker, args)
+    runtime.start(worker, args, args.gpus)
 
 
 def cli(argv=None) -> None:

@@ -32,26 +32,32 @@ from vtdl.model import NUM_CLASSES, build_backbone, load_weight, weights_init
 from vtdl.opts import get_args_parser, jitter_mode, val_clip_mode
 
 
+def clip_shape(args) -> tuple[int, int]:
+    """(--data_length, --spatial_size) as numbers: the original parsed both as strings."""
+    try:
+        return int(args.data_length), int(args.spatial_size)
+    except ValueError:
+        fail("--data_length and --spatial_size must be integers")
+
+
 def check_common(args) -> None:
     """Flag checks shared by main.py, test.py and feature_extractor.py (one clear line each)."""
     if args.mode not in (None, "rgb"):
         fail(f"--mode {args.mode}: only rgb is supported (the original's flow path was broken, spec §13.23)")
-    args.mode = "rgb"
-    try:
-        args.data_length, args.spatial_size = int(args.data_length), int(args.spatial_size)
-    except ValueError:
-        fail("--data_length and --spatial_size must be integers")
+    values = dict(zip(("data_length", "spatial_size"), clip_shape(args), strict=True))
     for flag in ("data_length", "spatial_size", "stride", "epochs", "start_epoch", "workers", "print_freq"):
         low = 0 if flag in ("epochs", "start_epoch", "workers") else 1
-        if getattr(args, flag) < low:
-            fail(f"--{flag} must be >= {low}, got {getattr(args, flag)}")
-    args.num_class = NUM_CLASSES[args.dataset]
-    args.logits_channel = 1024 if args.arch == "i3d" else 512
+        if values.get(flag, getattr(args, flag)) < low:
+            fail(f"--{flag} must be >= {low}, got {values.get(flag, getattr(args, flag))}")
+
+
+def num_classes(args) -> int:
+    return NUM_CLASSES[args.dataset]
 
 
 def build_model(args, with_classifier: bool = True, require_classifier: bool = False) -> nn.Module:
     model = build_backbone(
-        args.arch, args.num_class, with_classifier, args.dropout, args.r2p1d_layers, width_mult=args.width_mult
+        args.arch, num_classes(args), with_classifier, args.dropout, args.r2p1d_layers, width_mult=args.width_mult
     )
     model.apply(weights_init)
     if args.weights:
@@ -71,15 +77,15 @@ def lr_at(epoch: int, args) -> float:
     return args.lr * 0.3 ** sum(1 for s in args.lr_steps if epoch >= s)
 
 
-def train_one_epoch(model, loader, optimizer, epoch: int, args) -> dict:
+def train_one_epoch(model, loader, optimizer, epoch: int, args, ctx) -> dict:
     model.train()
     logger = MetricLogger(delimiter="  ")
     header = f"Epoch: [{epoch}], lr: {optimizer.param_groups[0]['lr']:.5f}"
     for i, (clips, target, _index) in enumerate(logger.log_every(loader, args.print_freq, header)):
         if args.iters_per_epoch and i >= args.iters_per_epoch:
             break
-        clips, target = runtime.to_device(clips, args), target.to(args.device)
-        with runtime.autocast(args):
+        clips, target = runtime.to_device(clips, args, ctx), target.to(ctx.device)
+        with ctx.autocast():
             output = model(clips)  # B, num_class
         loss = finetune_loss(output, target, args)
         check_finite(loss, i)
@@ -95,7 +101,7 @@ def train_one_epoch(model, loader, optimizer, epoch: int, args) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model, loader, args) -> dict:
+def evaluate(model, loader, args, ctx) -> dict:
     """One clip per video (val mode); clip = video level here. Prints top-1/3/5, mean-class accuracy, loss."""
     model.eval()
     indices, scores, labels = [], [], []
@@ -103,13 +109,13 @@ def evaluate(model, loader, args) -> dict:
         if batch is None:
             continue
         clips, target, index = batch
-        with runtime.autocast(args):
-            output = model(runtime.to_device(clips, args)).float()
+        with ctx.autocast():
+            output = model(runtime.to_device(clips, args, ctx)).float()
         scores += list(F.log_softmax(output, 1).cpu())
         indices += index.tolist()
         labels += target.tolist()
     _, stacked, target = gather_by_index(indices, scores, labels)
-    result = classification_metrics(stacked.exp(), target, args.num_class)
+    result = classification_metrics(stacked.exp(), target, num_classes(args))
     result["loss"] = F.nll_loss(stacked, target).item() if target.numel() else 0.0
     print(
         f"Finetune Eval: Top1:{result['top1']:.3f} Top3:{result['top3']:.3f} Top5:{result['top5']:.3f} "
@@ -118,14 +124,13 @@ def evaluate(model, loader, args) -> dict:
     return result
 
 
-def build_finetune_loader(args, list_path: str, mode: str, warnings: DataWarnings, shuffle: bool):
+def build_finetune_loader(args, ctx, list_path: str, mode: str, warnings: DataWarnings, shuffle: bool):
     entries = read_list(list_path, args.root, args.frame_root)
-    reader = build_reader(entries, args.image_tmpl, args.spatial_size, warnings)
-    transform = (
-        TrainTransform(args.spatial_size, jitter_mode(args)) if mode == "train" else TestTransform(args.spatial_size)
-    )
-    dataset = FinetuneDataset(entries, reader, transform, args.data_length, args.stride, mode, val_clip_mode(args))
-    batch = runtime.per_rank_batch(args.batch_size, args.world_size)
+    length, size = clip_shape(args)
+    reader = build_reader(entries, args.image_tmpl, size, warnings)
+    transform = TrainTransform(size, jitter_mode(args)) if mode == "train" else TestTransform(size)
+    dataset = FinetuneDataset(entries, reader, transform, length, args.stride, mode, val_clip_mode(args))
+    batch = runtime.per_rank_batch(args.batch_size, ctx.world_size)
     sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=args.seed, batch_size=batch)
     workers = runtime.worker_count(args.workers)
     return build_loader(dataset, batch, sampler, workers, collate_fn=collate_skip_none), sampler
@@ -134,7 +139,7 @@ def build_finetune_loader(args, list_path: str, mode: str, warnings: DataWarning
 # --------------------------------------------------------------------------------------------------- checkpoints
 
 
-def save(writer, model, optimizer, epoch: int, best_prec1: float, is_best: bool, args) -> None:
+def save(writer, model, optimizer, epoch: int, best_prec1: float, is_best: bool, args, ctx) -> None:
     """fine_tune_rgb_model_latest.pth.tar in the original layout ('module.base_model.' keys, epoch = epochs
     done) plus the optimizer and every rank's RNG state; copied to ..._best.pth.tar when the val accuracy improves,
     as the original (not with --fix report_last). Called on every rank (the RNG gather is a collective)."""
@@ -149,7 +154,7 @@ def save(writer, model, optimizer, epoch: int, best_prec1: float, is_best: bool,
         "state_dict": add_prefix(bare.state_dict(), "module.base_model."),
         "optimizer": optimizer.state_dict(),
         "rng": rng,
-        "args": plain_args(args),
+        "args": plain_args(args, ctx),
     }
     writer.save(state, is_best=is_best and not fix_enabled(args, "report_last"))
 
@@ -176,22 +181,18 @@ def resume(path: str, model, optimizer) -> tuple[int, float]:
 # --------------------------------------------------------------------------------------------------- main
 
 
-def worker(args) -> None:
-    runtime.setup_process(args)
+def worker(args, plan) -> None:
+    ctx = runtime.setup_process(args, plan)
     try:
-        finetune(args)
+        finetune(args, ctx, runtime.launch_date(plan))
     finally:
         dist.cleanup()
 
 
-def finetune(args) -> None:
-    # ---------------------------------------------------------------- set-up
-    run_dir = args.output_dir or os.path.join(args.logs_path, f"{args.method}_{args.date}")
-    log_run_header(args)  # args.json once data and weights passed their checks: a failed start writes nothing
-    warnings = DataWarnings()
-    train_loader, train_sampler = build_finetune_loader(args, args.train_list, "train", warnings, shuffle=True)
-    val_loader, _ = build_finetune_loader(args, args.val_list, "val", warnings, shuffle=False)
-    model = build_model(args).to(args.device)
+def build_training(args, ctx, run_dir: str):
+    """Model (resumed from --resume or the run folder's latest checkpoint), optimizer, checkpoint writer; returns
+    (model wrapped for DDP, optimizer, writer, start epoch, best top-1 so far)."""
+    model = build_model(args).to(ctx.device)
     write_args_json(args, run_dir)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
@@ -204,18 +205,36 @@ def finetune(args) -> None:
     resume_path = args.resume or (writer.latest() if args.output_dir else None)
     if resume_path:
         start_epoch, best_prec1 = resume(resume_path, model, optimizer)
-    if args.distributed:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[args.gpu] if args.use_cuda else None)
-    tb = make_tb_writer(os.path.join(run_dir, "tb"), enabled=not args.no_tensorboard)
+    if ctx.distributed:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.gpu] if ctx.use_cuda else None)
+    return model, optimizer, writer, start_epoch, best_prec1
 
-    # ---------------------------------------------------------------- epochs
+
+def report(last: dict, best_prec1: float, args) -> None:
+    if not last:
+        return
+    final = f"final epoch val Top1 {last['top1']:.3f} Top5 {last['top5']:.3f} mean-class {last['mean_class']:.3f}"
+    if fix_enabled(args, "report_last"):
+        print(f"reported (--fix report_last): {final}")
+    else:  # the original's figure: the best epoch's accuracy, selected on the test split
+        print(f"reported: best_prec1 {best_prec1:.3f} (best epoch, chosen on the val list); {final}")
+
+
+def finetune(args, ctx, date: str) -> None:
+    run_dir = args.output_dir or os.path.join(args.logs_path, f"{args.method}_{date}")
+    log_run_header(args)  # args.json once data and weights passed their checks: a failed start writes nothing
+    warnings = DataWarnings()
+    train_loader, train_sampler = build_finetune_loader(args, ctx, args.train_list, "train", warnings, shuffle=True)
+    val_loader, _ = build_finetune_loader(args, ctx, args.val_list, "val", warnings, shuffle=False)
+    model, optimizer, writer, start_epoch, best_prec1 = build_training(args, ctx, run_dir)
+    tb = make_tb_writer(os.path.join(run_dir, "tb"), enabled=not args.no_tensorboard)
     last = {}
     for epoch in range(start_epoch, args.epochs):
         tic = time.time()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(epoch, args)
         train_sampler.set_epoch(epoch)
-        train = train_one_epoch(model, train_loader, optimizer, epoch, args)
+        train = train_one_epoch(model, train_loader, optimizer, epoch, args, ctx)
         record = {
             "epoch": epoch,
             "lr": optimizer.param_groups[0]["lr"],
@@ -225,7 +244,7 @@ def finetune(args) -> None:
         }
         is_best = False
         if (epoch + 1) % args.eval_freq == 0 or epoch == args.epochs - 1:
-            last = evaluate(model, val_loader, args)
+            last = evaluate(model, val_loader, args, ctx)
             is_best = last["top1"] > best_prec1
             best_prec1 = max(best_prec1, last["top1"])
             record.update({f"val_{k}": v for k, v in last.items() if k != "confusion"})
@@ -234,19 +253,14 @@ def finetune(args) -> None:
             if record.get(key) is not None:
                 tb.add_scalar(key, record[key], epoch)
         append_json_line(os.path.join(run_dir, "log.txt"), record | {"time_s": round(time.time() - tic, 2)})
-        save(writer, model, optimizer, epoch + 1, best_prec1, is_best, args)
+        save(writer, model, optimizer, epoch + 1, best_prec1, is_best, args, ctx)
         remaining = (time.time() - tic) * (args.epochs - epoch - 1)
         print(
             f"best_prec1 is: {best_prec1:.3f} (best epoch on the val list = the test split) "
             f"left time is : {datetime.timedelta(seconds=int(remaining))}"
         )
         dist.barrier()
-    if last:
-        final = f"final epoch val Top1 {last['top1']:.3f} Top5 {last['top5']:.3f} mean-class {last['mean_class']:.3f}"
-        if fix_enabled(args, "report_last"):
-            print(f"reported (--fix report_last): {final}")
-        else:  # the original's figure: the best epoch's accuracy, selected on the test split
-            print(f"reported: best_prec1 {best_prec1:.3f} (best epoch, chosen on the val list); {final}")
+    report(last, best_prec1, args)
     if warnings.summary():
         print(warnings.summary())
     tb.close()
@@ -261,9 +275,7 @@ def main(args) -> None:
     check_common(args)
     require_file(args.train_list, "--train_list")
     require_file(args.val_list, "--val_list")
-    args.date = datetime.datetime.now().strftime("%m-%d-%H%M")
-    runtime.resolve_devices(args, args.gpus)
-    runtime.start(worker, args)
+    runtime.start(worker, args, args.gpus)
 
 
 def cli(argv=None) -> None:

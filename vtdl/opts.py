@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from shared_utils.cli import ArgumentParser, add_fix_flag, fix_enabled
+from shared_utils.cli import ArgumentParser, add_fix_flag, add_run_flags, fix_enabled
 from shared_utils.width import add_width_flag
 
 PT_LOSSES = [
@@ -68,12 +68,7 @@ def val_clip_mode(args: argparse.Namespace) -> str:
 def _common_new_flags(parser, pretrain: bool) -> None:
     """Flags the original did not have (paths, launch, determinism, fixes switchable back to the original)."""
     g = parser.add_argument_group("re-implementation")
-    g.add_argument(
-        "--output_dir",
-        default="",
-        help="run folder (auto-resumes from its latest checkpoint); "
-        "default: a date-stamped folder in the original layout",
-    )
+    add_run_flags(g, "output_dir")  # default: a date-stamped folder in the original layout
     g.add_argument(
         "--frame_root",
         default="",
@@ -89,22 +84,11 @@ def _common_new_flags(parser, pretrain: bool) -> None:
     )
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when available")
     g.add_argument("--dist_url", "--dist-url", default=None, help="tcp://host:port for --gpus launches")
-    g.add_argument(
-        "--seed",
-        type=int,
-        default=0 if pretrain else 1,
-        help="base seed (the fine-tune original called torch.manual_seed(1))",
-    )
-    g.add_argument("--channels_last", action="store_true", help="channels_last_3d memory format (CUDA speed)")
-    g.add_argument("--no_tensorboard", action="store_true", help="do not write TensorBoard scalars")
-    g.add_argument("--iters_per_epoch", type=int, default=0, help="cap iterations per epoch (0: whole list; smoke)")
-    g.add_argument(
-        "--save_every_iters",
-        type=int,
-        default=0,
-        help="also write the latest checkpoint every N iterations (mid-epoch resume)",
-    )
-    g.add_argument("--stop_at_iter", type=int, default=0, help="exit after this many global iterations (tests)")
+    # the fine-tune original called torch.manual_seed(1); --max_iters was --stop_at_iter here (still accepted)
+    add_run_flags(g, "seed", seed_default=0 if pretrain else 1)
+    add_run_flags(g, "channels_last", "no_tensorboard", "iters_per_epoch", "save_every_iters")
+    if pretrain:  # fine-tuning has epoch caps only
+        add_run_flags(g, "max_iters")
     g.add_argument(
         "--r2p1d_layers",
         default="2,2,2,2",
@@ -150,7 +134,7 @@ def get_pretrain_args_parser(add_help: bool = True) -> ArgumentParser:
         "original only put this in the run-folder name)",
     )
     p.add_argument("--warm", action="store_true", help="only renames the run folder (no warm-up, as original)")
-    p.add_argument("--amp", action="store_true", help="mixed precision: torch.autocast on CUDA (was apex)")
+    add_run_flags(p, "amp")  # the original's --amp (apex), now torch.autocast
     p.add_argument("--opt_level", type=str, default="O2", choices=["O1", "O2"], help="kept for old commands")
     p.add_argument("--model", type=str, default="resnet50", help="unused by the original")
     p.add_argument("--arch", type=str, default="i3d", choices=ARCHS)
@@ -263,7 +247,7 @@ def get_args_parser(add_help: bool = True) -> ArgumentParser:
     )
     g.add_argument("--feature_split", default="val", choices=["val", "train"], help="feature_extractor.py list")
     g.add_argument("--feature_path", default="", help="feature_extractor.py output .npy (labels/ids beside it)")
-    g.add_argument("--amp", action="store_true", help="mixed precision: torch.autocast on CUDA")
+    add_run_flags(g, "amp")
     _common_new_flags(p, pretrain=False)
     add_fix_flag(p, FINETUNE_FIXES)
     return p

@@ -1,21 +1,22 @@
-"""Launch and per-process set-up shared by VTDL's entry points: device choice, `--gpus` spawning (one DDP process
-per listed device, gloo on CPU) or torchrun, autocast, per-rank batch and worker counts."""
+"""VTDL's launch flags translated into the shared run-time layer: `--device` and `--gpus` (and `--gpu` for
+pretraining) -> a `LaunchPlan` (one DDP process per listed device, gloo on CPU; torchrun's variables take
+precedence), per-process set-up with seed + rank, and the global batch divided over the processes."""
 
 from __future__ import annotations
 
-import contextlib
+import datetime
 import os
 
 import torch
 
-from shared_utils import dist
+from shared_utils import dist, runtime
 from shared_utils.cli import fail
 from shared_utils.rng import seed_everything
 from shared_utils.transforms import device_normalize
 
 
-def resolve_devices(args, gpus: str | None) -> None:
-    """Set args.gpu_ids / args.use_cuda / args.nprocs from --device, --gpus (and --gpu for pretraining)."""
+def launch_plan(args, gpus: str | None) -> runtime.LaunchPlan:
+    """The devices of --device, --gpus (and --gpu for pretraining): one process per listed id."""
     if args.device == "cuda" and not torch.cuda.is_available():
         fail("--device cuda: no CUDA device is visible")
     use_cuda = args.device != "cpu" and torch.cuda.is_available()
@@ -32,29 +33,26 @@ def resolve_devices(args, gpus: str | None) -> None:
             ids = list(range(len(ids)))
     elif not use_cuda and nprocs > 1:
         print(f"note: no CUDA; --gpus {gpus} starts {nprocs} CPU processes with the gloo backend")
-    args.gpu_ids, args.use_cuda, args.nprocs = ids, use_cuda, nprocs
-
-
-def start(worker, args) -> None:
-    """One process (in this one) or args.nprocs spawned DDP processes; torchrun's variables take precedence."""
     if "RANK" in os.environ:
-        args.nprocs = 1
-    dist.launch(worker, args, args.nprocs, dist_url=args.dist_url)
+        nprocs = 1
+    return runtime.LaunchPlan(nprocs=nprocs, dist_url=args.dist_url, gpu_ids=tuple(ids), use_cuda=use_cuda)
 
 
-def setup_process(args) -> None:
+def start(worker, args, gpus: str | None) -> None:
+    """One process (in this one) or one spawned DDP process per device."""
+    runtime.launch(worker, args, launch_plan(args, gpus))
+
+
+def setup_process(args, plan: runtime.LaunchPlan) -> runtime.RunContext:
     """Process group (nccl / gloo), device, and seed + rank."""
-    dist.init_distributed_mode(args, gpu_ids=args.gpu_ids or None, use_cuda=args.use_cuda)
-    seed_everything(args.seed, args.rank)
-    if args.use_cuda:
-        torch.backends.cudnn.benchmark = True
+    ctx = runtime.setup_worker(plan, amp=getattr(args, "amp", False), share_threads=False)
+    seed_everything(args.seed, ctx.rank)
+    return ctx
 
 
-def autocast(args):
-    """bf16 autocast on CUDA with --amp (no loss scaling needed); a no-op elsewhere."""
-    if getattr(args, "amp", False) and args.device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def launch_date(plan: runtime.LaunchPlan) -> str:
+    """The original's run-folder stamp (month-day-hourminute) of the launch, the same on every spawned rank."""
+    return datetime.datetime.fromtimestamp(plan.start_time).strftime("%m-%d-%H%M")
 
 
 def per_rank_batch(batch_size: int, world_size: int) -> int:
@@ -68,9 +66,7 @@ def worker_count(requested: int) -> int:
     return max(0, min(int(requested), os.cpu_count() or 1))
 
 
-def to_device(x: torch.Tensor, args) -> torch.Tensor:
+def to_device(x: torch.Tensor, args, ctx: runtime.RunContext) -> torch.Tensor:
     """A batch of clips [B, C, T, H, W] on the device; the training transform's uint8 clips normalised there."""
-    x = device_normalize(x.to(args.device, non_blocking=True))
-    if getattr(args, "channels_last", False) and x.dim() == 5:
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-    return x
+    x = device_normalize(x.to(ctx.device, non_blocking=True))
+    return runtime.to_device(x, ctx, channels_last=getattr(args, "channels_last", False))

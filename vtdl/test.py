@@ -9,7 +9,6 @@ only the latter) and save video_pred.npy, video_labels.npy, confusion.npy and rg
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 
@@ -24,33 +23,33 @@ from shared_utils.logger import log_run_header, progress, write_args_json
 from vtdl import runtime
 from vtdl.dataset import FinetuneDataset, TestTransform, build_reader, read_list
 from vtdl.evaluation import classification_metrics, gather_by_index
-from vtdl.main import build_model, check_common
+from vtdl.main import build_model, check_common, clip_shape, num_classes
 from vtdl.opts import get_args_parser
 
 
-def original_windows(video: torch.Tensor, model, args) -> torch.Tensor:
+def original_windows(video: torch.Tensor, model, args, ctx) -> torch.Tensor:
     """video [C, T, H, W] -> scores [C']: windows at 0, 10 only, each softmax / (1 + (T - clip_size) // 10)."""
     total = video.shape[1]
     n_windows = 1 + max(total - args.clip_size, 0) // 10
     scores = 0
     for i in range(min(2, n_windows)):
         window = video[:, i * 10 : i * 10 + args.clip_size].unsqueeze(0)
-        with runtime.autocast(args):
-            scores = scores + F.softmax(model(runtime.to_device(window, args)).float(), 1)[0] / n_windows
+        with ctx.autocast():
+            scores = scores + F.softmax(model(runtime.to_device(window, args, ctx)).float(), 1)[0] / n_windows
     return scores
 
 
-def multi_clip(clips: torch.Tensor, model, args) -> torch.Tensor:
+def multi_clip(clips: torch.Tensor, model, args, ctx) -> torch.Tensor:
     """clips [K, C, L, H, W] -> mean softmax over the K clips, forwarded --batch_size clips at a time."""
     out = []
     for chunk in clips.split(max(args.batch_size, 1)):
-        with runtime.autocast(args):
-            out.append(F.softmax(model(runtime.to_device(chunk, args)).float(), 1))
+        with ctx.autocast():
+            out.append(F.softmax(model(runtime.to_device(chunk, args, ctx)).float(), 1))
     return torch.cat(out).mean(0)
 
 
 @torch.no_grad()
-def evaluate(model, loader, args) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+def evaluate(model, loader, args, ctx) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     model.eval()
     indices, scores, labels = [], [], []
     for batch in progress(loader, desc="test"):
@@ -59,9 +58,9 @@ def evaluate(model, loader, args) -> tuple[np.ndarray, torch.Tensor, torch.Tenso
         clips, target, index = batch
         for video, y, i in zip(clips, target.tolist(), index.tolist(), strict=True):
             score = (
-                original_windows(video, model, args)
+                original_windows(video, model, args, ctx)
                 if args.eval_protocol == "original"
-                else multi_clip(video, model, args)
+                else multi_clip(video, model, args, ctx)
             )
             indices.append(i)
             scores.append(score.cpu())
@@ -87,27 +86,28 @@ def save_results(out_dir: str, dataset, order, scores, labels, result: dict) -> 
         json.dump({k: v for k, v in result.items() if k != "confusion"}, handle, indent=2)
 
 
-def worker(args) -> None:
-    runtime.setup_process(args)
+def worker(args, plan) -> None:
+    ctx = runtime.setup_process(args, plan)
     try:
-        run_test(args)
+        run_test(args, ctx, runtime.launch_date(plan))
     finally:
         dist.cleanup()
 
 
-def run_test(args) -> None:
-    out_dir = args.output_dir or os.path.join("..", "experiments", "evaluation", args.dataset, args.date)
+def run_test(args, ctx, date: str) -> None:
+    out_dir = args.output_dir or os.path.join("..", "experiments", "evaluation", args.dataset, date)
     log_run_header(args)  # args.json with the results: a run that fails its checks writes nothing
-    model = build_model(args, require_classifier=True).to(args.device)
+    model = build_model(args, require_classifier=True).to(ctx.device)
     entries = read_list(args.val_list, args.root, args.frame_root)
     warnings = DataWarnings()
-    reader = build_reader(entries, args.image_tmpl, args.spatial_size, warnings)
+    data_length, size = clip_shape(args)
+    reader = build_reader(entries, args.image_tmpl, size, warnings)
     original = args.eval_protocol == "original"
-    length = args.data_length if original else args.clip_size
+    length = data_length if original else args.clip_size
     dataset = FinetuneDataset(
         entries,
         reader,
-        TestTransform(args.spatial_size),
+        TestTransform(size),
         length,
         args.stride,
         "full" if original else "clips",
@@ -115,8 +115,8 @@ def run_test(args) -> None:
     )
     sampler = EpochSampler(len(dataset), shuffle=False, seed=args.seed)
     loader = build_loader(dataset, 1, sampler, runtime.worker_count(args.workers), collate_fn=collate_skip_none)
-    order, scores, labels = evaluate(model, loader, args)
-    result = classification_metrics(scores, labels, args.num_class)
+    order, scores, labels = evaluate(model, loader, args, ctx)
+    result = classification_metrics(scores, labels, num_classes(args))
     result |= {
         "protocol": args.eval_protocol,
         "clips": 2 if original else args.test_clips,
@@ -142,9 +142,7 @@ def main(args) -> None:
     require_file(args.val_list, "--val_list")
     if args.test_clips < 1 or args.clip_size < 1:
         fail("--test_clips and --clip_size must be positive")
-    args.date = datetime.datetime.now().strftime("%m-%d-%H%M")
-    runtime.resolve_devices(args, args.gpus)
-    runtime.start(worker, args)
+    runtime.start(worker, args, args.gpus)
 
 
 def cli(argv=None) -> None:

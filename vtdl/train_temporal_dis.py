@@ -5,7 +5,6 @@ and TCA on the query. Run from anywhere: `python vtdl/train_temporal_dis.py --so
 from __future__ import annotations
 
 import copy
-import datetime
 import math
 import os
 import sys
@@ -51,12 +50,12 @@ class QueryEncoder(nn.Module):
         return q, n
 
 
-def compute_loss(query, model_ema, contrast, criterion, anchor, positive, negative, tca_rng, args):
+def compute_loss(query, model_ema, contrast, criterion, anchor, positive, negative, tca_rng, args, ctx):
     """One VTDL step's loss and logits (spec §6.2): TCA on the anchor, q from the query encoder, k from the key
     encoder (shuffle-BN across processes), n (temporal negative) from the query encoder WITH gradient."""
     if not args.no_tca:
         anchor = tca(anchor, tca_rng, args.tca_lambda)
-    with runtime.autocast(args):
+    with ctx.autocast():
         q, n = query(anchor, None if args.no_temporal_negative else negative)
         with torch.no_grad():
             shuffled, idx_unshuffle = dist.batch_shuffle(positive)
@@ -74,8 +73,8 @@ def adjust_learning_rate(optimizer, epoch: int, args) -> float:
     return lr
 
 
-def train_one_epoch(state, loader, epoch: int, start_iter: int, args) -> str:
-    """Iterate one epoch (from start_iter when resuming mid-epoch). Returns 'done' or 'stop' (--stop_at_iter)."""
+def train_one_epoch(state, loader, epoch: int, start_iter: int, args, ctx) -> str:
+    """Iterate one epoch (from start_iter when resuming mid-epoch). Returns 'done' or 'stop' (--max_iters)."""
     query, model_ema, contrast = state["query"], state["model_ema"], state["contrast"]
     logger = MetricLogger(delimiter="  ")
     logger.restore_totals(state.pop("resumed_meters", {}) if start_iter else {})
@@ -85,10 +84,10 @@ def train_one_epoch(state, loader, epoch: int, start_iter: int, args) -> str:
     for it, (inputs, _label, _index) in enumerate(logger.log_every(loader, args.print_freq, header), start_iter):
         if args.iters_per_epoch and it >= args.iters_per_epoch:
             break
-        anchor, positive, negative = (runtime.to_device(x, args) for x in inputs)
-        tca_rng = np.random.RandomState(derive_seed("tca", args.seed, epoch, it, args.rank) % 2**32)
+        anchor, positive, negative = (runtime.to_device(x, args, ctx) for x in inputs)
+        tca_rng = np.random.RandomState(derive_seed("tca", args.seed, epoch, it, ctx.rank) % 2**32)
         loss, logits = compute_loss(
-            query, model_ema, contrast, state["criterion"], anchor, positive, negative, tca_rng, args
+            query, model_ema, contrast, state["criterion"], anchor, positive, negative, tca_rng, args, ctx
         )
         check_finite(loss, state["global_step"])
         state["optimizer"].zero_grad(set_to_none=True)
@@ -105,9 +104,9 @@ def train_one_epoch(state, loader, epoch: int, start_iter: int, args) -> str:
         logger.update(lr=state["optimizer"].param_groups[0]["lr"])
         state["meters"] = logger
         if args.save_every_iters and state["global_step"] % args.save_every_iters == 0:
-            save(state, args, epoch - 1, it + 1)
-        if args.stop_at_iter and state["global_step"] >= args.stop_at_iter:
-            save(state, args, epoch - 1, it + 1)
+            save(state, args, ctx, epoch - 1, it + 1)
+        if args.max_iters and state["global_step"] >= args.max_iters:
+            save(state, args, ctx, epoch - 1, it + 1)
             return "stop"
     logger.synchronize_between_processes()
     state["meters"] = logger
@@ -117,7 +116,7 @@ def train_one_epoch(state, loader, epoch: int, start_iter: int, args) -> str:
 # --------------------------------------------------------------------------------------------------- checkpoints
 
 
-def save(state, args, epochs_done: int, iteration: int = 0, epoch_file: bool = False) -> None:
+def save(state, args, ctx, epochs_done: int, iteration: int = 0, epoch_file: bool = False) -> None:
     """current.pth (+ ckpt_epoch_{e}.pth) in the original format, plus what exact resume needs (every rank's RNG,
     the running epoch meters). Called on every rank: the RNG gather is a collective."""
     rng = dist.all_gather_object(capture_rng_state())
@@ -125,8 +124,8 @@ def save(state, args, epochs_done: int, iteration: int = 0, epoch_file: bool = F
         return
     encoder = state["query"].module.encoder if hasattr(state["query"], "module") else state["query"].encoder
     ckpt = {
-        "opt": plain_args(args),
-        "args": plain_args(args),
+        "opt": plain_args(args, ctx),
+        "args": plain_args(args, ctx),
         "model": add_prefix(encoder.state_dict(), "module."),
         "model_ema": add_prefix(state["model_ema"].state_dict(), "module."),
         "contrast": state["contrast"].state_dict(),
@@ -170,18 +169,18 @@ def resume(state, path: str) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------------- main
 
 
-def run_dirs(args) -> tuple[str, str]:
+def run_dirs(args, date: str) -> tuple[str, str]:
     """(checkpoint dir, tensorboard dir): --output_dir, else the original's date-stamped layout
     {experiments_root}/TemporalDis/{dataset}/{models,tensorboard}/{mm-dd-HHMM}[_warm][_amp_O2]_aug_{aug}."""
     if args.output_dir:
         return args.output_dir, os.path.join(args.output_dir, "tb")
-    run = datetime.datetime.now().strftime("%m-%d-%H%M") + ("_warm" if args.warm else "")
+    run = date + ("_warm" if args.warm else "")
     run += (f"_amp_{args.opt_level}" if args.amp else "") + f"_aug_{args.aug}"
     base = os.path.join(args.experiments_root, "TemporalDis", args.dataset)
     return os.path.join(base, "models", run), os.path.join(base, "tensorboard", run)
 
 
-def build_state(args, n_data: int) -> dict:
+def build_state(args, ctx, n_data: int) -> dict:
     """Query/key encoders (original init, key = copy of query), queue, criterion, SGD (query encoder only)."""
     model = build_backbone(
         args.arch, num_classes=101, with_classifier=False, r2p1d_layers=args.r2p1d_layers, width_mult=args.width_mult
@@ -190,16 +189,16 @@ def build_state(args, n_data: int) -> dict:
     model_ema = copy.deepcopy(model)
     model_ema.requires_grad_(False)
     memory_format = torch.channels_last_3d if args.channels_last else torch.contiguous_format
-    model.to(args.device, memory_format=memory_format)
-    model_ema.to(args.device, memory_format=memory_format)
-    contrast = MemoryMoCo(EMBED_DIM, n_data, args.nce_k, args.nce_t, args.softmax).to(args.device)
+    model.to(ctx.device, memory_format=memory_format)
+    model_ema.to(ctx.device, memory_format=memory_format)
+    contrast = MemoryMoCo(EMBED_DIM, n_data, args.nce_k, args.nce_t, args.softmax).to(ctx.device)
     criterion = NCESoftmaxLoss() if args.softmax else NCECriterion(n_data)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
     )
     query = QueryEncoder(model)
-    if args.distributed:
-        query = nn.parallel.DistributedDataParallel(query, device_ids=[args.gpu] if args.use_cuda else None)
+    if ctx.distributed:
+        query = nn.parallel.DistributedDataParallel(query, device_ids=[ctx.gpu] if ctx.use_cuda else None)
     return {
         "query": query,
         "model_ema": model_ema,
@@ -210,7 +209,7 @@ def build_state(args, n_data: int) -> dict:
     }
 
 
-def build_loader_for(args, warnings: DataWarnings):
+def build_loader_for(args, ctx, warnings: DataWarnings):
     entries = read_list(args.train_list, args.root, args.frame_root)
     reader = build_reader(entries, args.image_tmpl, args.spatial_size, warnings)
     dataset = PretrainDataset(
@@ -221,7 +220,7 @@ def build_loader_for(args, warnings: DataWarnings):
         args.stride,
         start_range_len(args),
     )
-    batch = runtime.per_rank_batch(args.batch_size, args.world_size)
+    batch = runtime.per_rank_batch(args.batch_size, ctx.world_size)
     if len(dataset) < args.batch_size:
         fail(f"{args.train_list} lists {len(dataset)} videos, fewer than one batch (--batch_size {args.batch_size})")
     sampler = EpochSampler(len(dataset), shuffle=True, seed=args.seed, batch_size=batch, drop_last=True)
@@ -236,21 +235,22 @@ def build_loader_for(args, warnings: DataWarnings):
     return dataset, sampler, loader
 
 
-def worker(args) -> None:
-    runtime.setup_process(args)
+def worker(args, plan) -> None:
+    ctx = runtime.setup_process(args, plan)
     try:
-        pretrain(args)
+        pretrain(args, ctx, runtime.launch_date(plan))
     finally:
         dist.cleanup()
 
 
-def pretrain(args) -> None:
-    # ---------------------------------------------------------------- set-up
-    ckpt_dir, tb_dir = run_dirs(args)
+def set_up(args, ctx, date: str):
+    """Data, model state, run folders and resume; returns (state, sampler, loader, tb, ckpt dir, warnings, first
+    epoch, first iteration)."""
+    ckpt_dir, tb_dir = run_dirs(args, date)
     log_run_header(args)  # args.json once the data passed its checks: a failed start writes nothing
     warnings = DataWarnings()
-    dataset, sampler, loader = build_loader_for(args, warnings)
-    state = build_state(args, len(dataset))
+    dataset, sampler, loader = build_loader_for(args, ctx, warnings)
+    state = build_state(args, ctx, len(dataset))
     if args.resume:
         load_checkpoint(args.resume)  # an unreadable --resume fails here, before the run folder is made
     write_args_json(args, ckpt_dir)
@@ -259,11 +259,9 @@ def pretrain(args) -> None:
     print(
         f"{len(dataset)} videos, {len(loader)} iterations/epoch, K={args.nce_k}, T={args.nce_t}, "
         f"TCA {'off' if args.no_tca else f'lambda<{args.tca_lambda}'}, temporal negative "
-        f"{'off' if args.no_temporal_negative else 'on'}, {args.world_size} process(es) on {args.device}; "
+        f"{'off' if args.no_temporal_negative else 'on'}, {ctx.world_size} process(es) on {ctx.device}; "
         f"starts reserve {dataset.range_len}x{args.stride} frames, colour jitter {dataset.transform.jitter}"
     )
-
-    # ---------------------------------------------------------------- resume
     start_epoch, start_iter = 1, 0
     resume_path = args.resume or (state["writer"].latest() if args.output_dir else None)
     if resume_path:
@@ -271,40 +269,48 @@ def pretrain(args) -> None:
     per_epoch = min(len(loader), args.iters_per_epoch) if args.iters_per_epoch else len(loader)
     if start_iter >= per_epoch:
         start_epoch, start_iter = start_epoch + 1, 0
+    return state, sampler, loader, tb, ckpt_dir, warnings, start_epoch, start_iter
 
-    # ---------------------------------------------------------------- epochs
+
+def log_epoch(state, tb, ckpt_dir: str, epoch: int, lr: float, tic: float) -> None:
+    """TensorBoard scalars and the JSON line of one finished epoch (fails on a non-finite epoch loss)."""
+    stats = state["meters"].averages()
+    print(f"epoch {epoch}, total time {time.time() - tic:.2f}")
+    if not math.isfinite(stats.get("loss", 0.0)):
+        fail(f"non-finite loss in epoch {epoch}")
+    tb.add_scalar("ins_loss", stats.get("loss", 0.0), epoch)
+    tb.add_scalar("ins_prob", stats.get("prob", 0.0), epoch)
+    tb.add_scalar("learning_rate", lr, epoch)
+    append_json_line(
+        os.path.join(ckpt_dir, "log.txt"),
+        {
+            "epoch": epoch,
+            "ins_loss": stats.get("loss"),
+            "ins_prob": stats.get("prob"),
+            "p_pos": stats.get("p_pos"),
+            "lr": lr,
+            "global_step": state["global_step"],
+            "time_s": round(time.time() - tic, 2),
+        },
+    )
+
+
+def pretrain(args, ctx, date: str) -> None:
+    state, sampler, loader, tb, ckpt_dir, warnings, start_epoch, start_iter = set_up(args, ctx, date)
     for epoch in range(start_epoch, args.epochs + 1):
         lr = adjust_learning_rate(state["optimizer"], epoch, args)
         sampler.set_epoch(epoch)
         sampler.set_start_iteration(start_iter)
         print("==> (TemporalDis) training...")
         tic = time.time()
-        status = train_one_epoch(state, loader, epoch, start_iter, args)
+        status = train_one_epoch(state, loader, epoch, start_iter, args, ctx)
         if status == "stop":
-            print(f"stopped at global iteration {state['global_step']} (--stop_at_iter)")
+            print(f"stopped at global iteration {state['global_step']} (--max_iters)")
             return
         start_iter = 0
-        stats = state["meters"].averages()
-        print(f"epoch {epoch}, total time {time.time() - tic:.2f}")
-        if not math.isfinite(stats.get("loss", 0.0)):
-            fail(f"non-finite loss in epoch {epoch}")
-        tb.add_scalar("ins_loss", stats.get("loss", 0.0), epoch)
-        tb.add_scalar("ins_prob", stats.get("prob", 0.0), epoch)
-        tb.add_scalar("learning_rate", lr, epoch)
-        append_json_line(
-            os.path.join(ckpt_dir, "log.txt"),
-            {
-                "epoch": epoch,
-                "ins_loss": stats.get("loss"),
-                "ins_prob": stats.get("prob"),
-                "p_pos": stats.get("p_pos"),
-                "lr": lr,
-                "global_step": state["global_step"],
-                "time_s": round(time.time() - tic, 2),
-            },
-        )
+        log_epoch(state, tb, ckpt_dir, epoch, lr, tic)
         print("==> Saving...")
-        save(state, args, epoch, 0, epoch_file=epoch % args.save_freq == 0)
+        save(state, args, ctx, epoch, 0, epoch_file=epoch % args.save_freq == 0)
         dist.barrier()
     if warnings.summary():
         print(warnings.summary())
@@ -315,8 +321,7 @@ def main(args) -> None:
     require_file(args.train_list, "--train_list")
     if args.val_list and "--val_list" in sys.argv:
         require_file(args.val_list, "--val_list")
-    runtime.resolve_devices(args, args.gpus)
-    runtime.start(worker, args)
+    runtime.start(worker, args, args.gpus)
 
 
 def cli(argv=None) -> None:
