@@ -43,8 +43,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repository root, when run as a script
 
 from bench import original_recipes as orig  # noqa: E402
-from shared_utils.data import unpack_index  # noqa: E402
 from shared_utils import transforms as T  # noqa: E402
+from shared_utils.data import unpack_index  # noqa: E402
 from shared_utils.frames import VideoEntry, load_frames  # noqa: E402
 
 METHODS = ("memdpc", "vtdl", "videomoco", "cpd")
