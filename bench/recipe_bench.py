@@ -13,7 +13,9 @@ machine shared with other work. One "clip" is one training sample of the method:
   vtdl       anchor + positive + temporal negative, 16 frames stride 4, 224 crop, from 340x256 JPEG folders
   videomoco  query + key views of one 32-frame clip, 112 crop, from a 340x256 30 fps H.264 mp4
   cpd        16 frames at stride 4 (30 fps reference), 112 crop, from a 340x256 30 fps H.264 mp4
-The floor decodes the frames a sample needs (each distinct frame once) and does nothing else.
+The floor decodes the frames a sample needs (each distinct frame once) and does nothing else. The project's loaders
+return uint8 clips, as in training: the conversion to normalised floats runs on the device batch in the training
+step (each variant's "_device" entry does it for the statistics test; it is not timed here).
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repository root, when run as a script
 
 from bench import original_recipes as orig  # noqa: E402
-from shared_utils.data import unpack_index  # noqa: E402
 from shared_utils import transforms as T  # noqa: E402
+from shared_utils.data import unpack_index  # noqa: E402
 from shared_utils.frames import VideoEntry, load_frames  # noqa: E402
 
 METHODS = ("memdpc", "vtdl", "videomoco", "cpd")

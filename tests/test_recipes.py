@@ -69,7 +69,7 @@ def test_project_loader_gives_the_original_recipes_clip_statistics(method, tmp_p
     fns = recipe_bench.VARIANTS[method](str(tmp_path), "tiny")
     base = [_tensors(method, fns["baseline"](i)) for i in range(SAMPLES[method])]
     loaded = [fns["project"](i) for i in range(SAMPLES[method])]
-    assert {t.dtype for out in loaded for t in _tensors(method, out)} == {torch.uint8}  # the loader defers to the device
+    assert {t.dtype for out in loaded for t in _tensors(method, out)} == {torch.uint8}  # normalised on the device
     proj = [_tensors(method, fns["_device"](out)) for out in loaded]  # what the training step feeds the model
     assert [len(b) for b in base] == [len(p) for p in proj]
     assert {(t.shape, t.dtype) for b in base for t in b} == {(t.shape, t.dtype) for p in proj for t in p}
