@@ -26,9 +26,7 @@ from shared_utils.logger import (
     append_json_line,
     check_finite,
     log_run_header,
-    make_tb_writer,
     progress,
-    write_args_json,
 )
 from shared_utils.rng import seed_everything
 
@@ -189,18 +187,6 @@ def build_loaders(args, train_set, val_set, batch: int, workers: int):
     return sampler, loader, val_sampler, val_loader
 
 
-def build_logs(args, ctx) -> dict:
-    """opts.json, TensorBoard and the original's per-rank TSV logs."""
-    write_args_json(args, args.result_path, "opts.json")
-    path = lambda name: os.path.join(args.result_path, name)  # noqa: E731
-    return {
-        "writer": make_tb_writer(path("tb"), not args.no_tensorboard),
-        "train": utils.TSVLogger(path(f"train.log.rank{ctx.rank}"), ["epoch", "loss", "acc", "lr"]),
-        "batch": utils.TSVLogger(path(f"train_batch.log.{ctx.rank}"), ["epoch", "batch", "iter", "loss", "acc", "lr"]),
-        "val": utils.TSVLogger(path(f"val.log.rank{ctx.rank}"), ["epoch", "recall@1", "recall@10"]),
-    }
-
-
 def log_train(logs: dict, optimizer, epoch: int, stats: dict) -> None:
     lr = optimizer.param_groups[-1]["lr"]
     logs["train"].log({"epoch": epoch, "loss": stats.get("loss", 0), "acc": stats.get("acc", 0), "lr": lr})
@@ -230,7 +216,7 @@ def main_pretraining(args, plan):
     model, optimizer, begin_epoch, start_iter, global_step = build_training(args, ctx, len(train_set))
     ddp_model = utils.wrap_ddp(model, ctx, ignore=MEMORY_BUFFERS)
     sampler, loader, val_sampler, val_loader = build_loaders(args, train_set, val_set, batch, workers)
-    logs = build_logs(args, ctx)
+    logs = utils.build_run_logs(args, ctx.rank, ["recall@1", "recall@10"])
     state = {"global_step": global_step, "start_iter": start_iter}
 
     def save(epoch, iteration, name="checkpoint.pth"):

@@ -24,9 +24,7 @@ from shared_utils.logger import (
     append_json_line,
     check_finite,
     log_run_header,
-    make_tb_writer,
     progress,
-    write_args_json,
 )
 from shared_utils.metrics import VideoScoreAggregator, accuracy
 from shared_utils.rng import seed_everything
@@ -238,18 +236,6 @@ def build_loaders(args, train_set, val_set, batch: int, workers: int) -> dict:
     return loaders
 
 
-def build_logs(args, ctx) -> dict:
-    """opts.json, TensorBoard and the original's per-rank TSV logs."""
-    write_args_json(args, args.result_path, "opts.json")
-    path = lambda name: os.path.join(args.result_path, name)  # noqa: E731
-    return {
-        "writer": make_tb_writer(path("tb"), not args.no_tensorboard),
-        "train": utils.TSVLogger(path(f"train.log.rank{ctx.rank}"), ["epoch", "loss", "acc", "lr"]),
-        "batch": utils.TSVLogger(path(f"train_batch.log.{ctx.rank}"), ["epoch", "batch", "iter", "loss", "acc", "lr"]),
-        "val": utils.TSVLogger(path(f"val.log.rank{ctx.rank}"), ["epoch", "acc1", "acc5"]),
-    }
-
-
 def train_epoch(ddp_model, loaders, optimizer, epoch, args, ctx, state, logs) -> dict:
     sampler, loader = loaders["train"]
     sampler.set_epoch(epoch)
@@ -296,7 +282,7 @@ def main_finetuning(args, plan):
     ddp_model = utils.wrap_ddp(model, ctx)
     train_set, val_set = build_datasets(args, warnings)
     loaders = build_loaders(args, train_set, val_set, batch, workers)
-    logs = build_logs(args, ctx)
+    logs = utils.build_run_logs(args, ctx.rank, ["acc1", "acc5"])
     state = {"global_step": global_step, "start_iter": start_iter}
 
     def save(epoch, iteration, name="checkpoint.pth"):

@@ -23,6 +23,7 @@ from shared_utils.checkpoint import (
     unwrap_model,
 )
 from shared_utils.cli import fail, require_dir, require_file
+from shared_utils.logger import make_tb_writer, write_args_json
 from shared_utils.rng import capture_rng_state, restore_rng_state
 
 PHASES = ("pretraining", "finetuning", "zeroshot")
@@ -195,3 +196,16 @@ class TSVLogger:
         if dist.is_main_process():
             with open(self.path, "a") as handle:
                 handle.write("\t".join(str(values[k]) for k in self.header) + "\n")
+
+
+def build_run_logs(args, rank: int, val_columns: list[str]) -> dict:
+    """opts.json, TensorBoard and the original's per-rank TSV logs (pretraining and fine-tuning differ only in the
+    validation columns)."""
+    write_args_json(args, args.result_path, "opts.json")
+    path = lambda name: os.path.join(args.result_path, name)  # noqa: E731
+    return {
+        "writer": make_tb_writer(path("tb"), not args.no_tensorboard),
+        "train": TSVLogger(path(f"train.log.rank{rank}"), ["epoch", "loss", "acc", "lr"]),
+        "batch": TSVLogger(path(f"train_batch.log.{rank}"), ["epoch", "batch", "iter", "loss", "acc", "lr"]),
+        "val": TSVLogger(path(f"val.log.rank{rank}"), ["epoch", *val_columns]),
+    }

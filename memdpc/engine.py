@@ -3,6 +3,7 @@ loaders, experiment folders, checkpoints and exact resume."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -175,6 +176,17 @@ def write_text_log(path: str, message: str) -> None:
     if dist.is_main_process():
         with open(path, "a") as handle:
             handle.write(message + "\n")
+
+
+def report_epoch(path: str, epoch: int, epochs: int, train: tuple, val: tuple, seconds: float, digits: int) -> None:
+    """Print the epoch's summary line (loss, accuracy of train and val at `digits` decimals, elapsed time) and
+    append it to the text log."""
+    line = (
+        f"Epoch: [{epoch}/{epochs}] Loss {train[0]:.{digits}f} Acc {train[1]:.4f} | "
+        f"val Loss {val[0]:.{digits}f} Acc {val[1]:.4f} | {datetime.timedelta(seconds=int(seconds))}"
+    )
+    print(line)
+    write_text_log(path, line)
 
 
 def _logged_epoch(line: str) -> float:

@@ -7,7 +7,6 @@ One DDP process per id in --gpu (or torchrun); the contrastive pool is each GPU'
 
 from __future__ import annotations
 
-import datetime
 import itertools
 import json
 import os
@@ -208,13 +207,8 @@ def end_epoch(model, optimizer, scheduler, args, ctx, run, epoch, train_stats, v
     append_json_line(os.path.join(exp, "log.txt"), record)
     # after the JSON line: a run killed in between resumes before this epoch end and rewrites the line
     save(model, optimizer, scheduler, args, ctx, run, epoch, next_epoch=epoch + 1, is_best=is_best)
-    line = (
-        f"Epoch: [{epoch}/{args.epochs}] Loss {train_stats['loss']:.6f} Acc {train_stats['F-top1']:.4f} | "
-        f"val Loss {val_stats['loss']:.6f} Acc {val_acc:.4f} | "
-        f"{datetime.timedelta(seconds=int(time.time() - start_time))}"
-    )
-    print(line)
-    engine.write_text_log(run["text_log"], line)
+    train, val = (train_stats["loss"], train_stats["F-top1"]), (val_stats["loss"], val_acc)
+    engine.report_epoch(run["text_log"], epoch, args.epochs, train, val, time.time() - start_time, digits=6)
 
 
 def worker(args, plan) -> None:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import datetime
 import itertools
 import json
 import os
@@ -265,13 +264,8 @@ def end_epoch(model, optimizer, args, ctx, run, epoch, train_stats, val_stats, e
     )
     # after the JSON line: a run killed in between resumes before this epoch end and rewrites the line
     save(model, optimizer, args, ctx, run, epoch, next_epoch=epoch + 1, is_best=is_best)
-    line = (
-        f"Epoch: [{epoch}/{args.epochs}] Loss {train_stats['loss']:.4f} Acc {train_stats['accuracy']:.4f} | "
-        f"val Loss {val_stats['loss']:.4f} Acc {val_stats['accuracy']:.4f} | "
-        f"{datetime.timedelta(seconds=int(time.time() - start_time))}"
-    )
-    print(line)
-    engine.write_text_log(run["text_log"], line)
+    train, val = (train_stats["loss"], train_stats["accuracy"]), (val_stats["loss"], val_stats["accuracy"])
+    engine.report_epoch(run["text_log"], epoch, args.epochs, train, val, time.time() - start_time, digits=4)
 
 
 def worker(args, plan) -> None:
