@@ -82,7 +82,8 @@ class DemoRecipe:
 # --stride_size 1 (the 24-frame videos); VTDL --nce_k 256 --alpha 0.99 and VideoMoCo --moco-k 256 --moco-m 0.99
 # (the queue below the 320 training videos, so a video is not its own negative; a key encoder that moves within
 # a few hundred iterations); VideoMoCo --fix two_clips,per_clip_aug (the released per-frame draws flip and
-# jitter every frame on its own, which hides the motion the classes are made of).
+# jitter every frame on its own, which hides the motion the classes are made of); VideoMoCo --bn_splits 4 (the
+# papers' multi-GPU shuffle-BN, simulated on the demo's one process: BN statistics per 4-clip sub-batch).
 RECIPES: dict[str, DemoRecipe] = {
     "memdpc": DemoRecipe(
         cwd="memdpc",
@@ -115,7 +116,7 @@ RECIPES: dict[str, DemoRecipe] = {
         argv=(
             "{py} videomoco/train.py {data}/frames --train_subdir . --data_format frames "
             "--train_list {data}/raw/ucfTrainTestlist/trainlist01.txt -a r3d_18 --width_mult 0.25 -fpc 8 -cs 48 "
-            "-b 16 --moco-k 256 --moco-m 0.99 --fix two_clips,per_clip_aug --epochs {epochs} --adversarial_start_epoch 1000 -j 1 --seed {seed} -p 10 "
+            "-b 16 --moco-k 256 --moco-m 0.99 --bn_splits 4 --fix two_clips,per_clip_aug --epochs {epochs} --adversarial_start_epoch 1000 -j 1 --seed {seed} -p 10 "
             "--save_freq 1 --exact_dirs --no_tensorboard --log_dir {run}/log --ckp_dir {run}/ckp"
         ),
         latest="{run}/ckp/netD/checkpoint.pth.tar",
@@ -292,7 +293,8 @@ def evaluate_run(method: str, seed: int, trained: dict, splits, args, curve: boo
             trained["final"], test_entries, test_captions(args.data), args.num_clips
         )
     if curve:
-        row["curve"] = learning_curve(method, trained["snapshots"], train_entries, test_entries, args)
+        final_point = {"epoch": checkpoint_epoch(trained["final"]), **row["ssl"], "instance": ssl_inst["value"]}
+        row["curve"] = learning_curve(method, trained["snapshots"], train_entries, test_entries, args, final_point)
     if args.supervised_iters and curve:
         encoder = train_supervised(
             build_encoder(method, trained["final"], True, seed), train_entries, len(classes), args.supervised_iters
@@ -305,14 +307,17 @@ def evaluate_run(method: str, seed: int, trained: dict, splits, args, curve: boo
     return row
 
 
-def learning_curve(method: str, snapshots: list[str], train_entries, test_entries, args) -> list[dict]:
-    """Downstream and held-out pretext metrics of up to --curve_points snapshots, evenly spaced over the run."""
+def learning_curve(
+    method: str, snapshots: list[str], train_entries, test_entries, args, final_point: dict
+) -> list[dict]:
+    """Downstream and held-out pretext metrics of up to --curve_points snapshots, evenly spaced over the run; the
+    last point is the final checkpoint's, already scored (`final_point`), so it is not encoded twice."""
     from scripts.demo_scoring import build_encoder, evaluate_encoder
 
-    if not snapshots:
-        return []
+    if len(snapshots) < 2:
+        return [final_point]
     n = min(args.curve_points, len(snapshots))
-    picks = sorted({round(i * (len(snapshots) - 1) / max(n - 1, 1)) for i in range(n)})
+    picks = sorted({round(i * (len(snapshots) - 1) / max(n - 1, 1)) for i in range(n)} - {len(snapshots) - 1})
     points = []
     for index in picks:
         path = snapshots[index]
@@ -320,7 +325,7 @@ def learning_curve(method: str, snapshots: list[str], train_entries, test_entrie
             build_encoder(method, path, False), train_entries, test_entries, args.num_clips, "curve"
         )
         points.append({"epoch": checkpoint_epoch(path), **scores.summary(), "instance": inst["value"]})
-    return points
+    return points + [final_point]
 
 
 # ------------------------------------------------------------------------------------------------ report

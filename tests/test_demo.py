@@ -143,3 +143,29 @@ def test_demo_scoring_runs_on_the_split_lists_and_the_supervised_loop_shuffles(s
     sorted_labels = [e.label for e in train]
     assert all(sorted(o) == sorted_labels for o in epochs)  # every video once per epoch
     assert all(o != sorted_labels for o in epochs) and epochs[0] != epochs[1] != epochs[2]
+
+
+def test_learning_curve_spaces_its_snapshots_and_ends_on_the_already_scored_final_checkpoint(monkeypatch):
+    """Evenly spaced snapshots over the run; the last one is the final checkpoint, scored once by the caller."""
+    from scripts import demo_scoring
+
+    encoded = []
+
+    class _Scores:
+        def summary(self):
+            return {"linear_top1": 1.0, "knn1_top1": 2.0}
+
+    def fake_evaluate(encoder, train, test, num_clips, desc):
+        encoded.append(encoder)
+        return _Scores(), {"value": 3.0}
+
+    monkeypatch.setattr(demo_scoring, "build_encoder", lambda method, path, random_init: path)
+    monkeypatch.setattr(demo_scoring, "evaluate_encoder", fake_evaluate)
+    monkeypatch.setattr(demo, "checkpoint_epoch", lambda path: float(path.split("_")[1]))
+    snapshots = [f"snap_{i}" for i in range(1, 13)]
+    final = {"epoch": 12.0, "linear_top1": 9.0, "knn1_top1": 9.0, "instance": 9.0}
+    args = type("Args", (), {"curve_points": 4, "num_clips": 2})()
+    points = demo.learning_curve("vtdl", snapshots, [], [], args, final)
+    assert encoded == ["snap_1", "snap_5", "snap_8"]  # snapshot 12 (= the final checkpoint) is not re-encoded
+    assert [p["epoch"] for p in points] == [1.0, 5.0, 8.0, 12.0] and points[-1] is final
+    assert demo.learning_curve("vtdl", snapshots[:1], [], [], args, final) == [final]

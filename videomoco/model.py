@@ -16,6 +16,7 @@ from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, Conv3DNoTem
 
 from shared_utils import dist
 from shared_utils.checkpoint import strip_prefix
+from shared_utils.split_bn import shuffled_forward, split_batchnorm
 from shared_utils.width import scaled
 from videomoco.loss import contrastive_logits, decay_weights, paper_decay_log_weights
 
@@ -213,11 +214,12 @@ class VideoMoCo(nn.Module):
         mlp: bool = False,
         decay_mode: str = "code",
         width_mult: float = 1.0,
+        bn_splits: int = 1,
     ) -> None:
         super().__init__()
-        self.K, self.m, self.T, self.decay_mode = K, m, T, decay_mode
-        self.encoder_q = video_resnet(arch, dim, width_mult)
-        self.encoder_k = video_resnet(arch, dim, width_mult)
+        self.K, self.m, self.T, self.decay_mode, self.bn_splits = K, m, T, decay_mode, bn_splits
+        self.encoder_q = split_batchnorm(video_resnet(arch, dim, width_mult), bn_splits)
+        self.encoder_k = split_batchnorm(video_resnet(arch, dim, width_mult), bn_splits)
         if mlp:  # MoCo v2 head: keys fc.0 / fc.2
             for encoder in (self.encoder_q, self.encoder_k):
                 dim_mlp = encoder.fc.weight.shape[1]
@@ -251,11 +253,10 @@ class VideoMoCo(nn.Module):
 
     @torch.no_grad()
     def key_features(self, im_k: torch.Tensor) -> torch.Tensor:
-        """Momentum update, then keys with shuffle-BN (shuffle across ranks, encode, unshuffle)."""
+        """Momentum update, then keys with shuffle-BN (shuffle across ranks and split-BN sub-batches, encode,
+        unshuffle)."""
         self._momentum_update_key_encoder()
-        im_k, idx_unshuffle = dist.batch_shuffle(im_k)
-        k = F.normalize(self.encoder_k(im_k).float(), dim=1)
-        return dist.batch_unshuffle(k, idx_unshuffle)
+        return F.normalize(shuffled_forward(self.encoder_k, im_k, self.bn_splits).float(), dim=1)
 
     def forward(self, im_q: torch.Tensor, im_k: torch.Tensor, t: float = 1.0, im_q_real: torch.Tensor | None = None):
         q_real = None

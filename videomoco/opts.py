@@ -8,6 +8,7 @@ the other spelling is accepted as an alias. Flags after the "additions" banners 
 from __future__ import annotations
 
 from shared_utils.cli import ArgumentParser, add_fix_flag, add_run_flags, fix_enabled
+from shared_utils.split_bn import add_bn_splits_flag
 from shared_utils.width import add_width_flag
 
 ARCHS = ("r3d_18", "mc3_18", "r2plus1d_18")  # the torchvision video ResNets (fc 512 -> classes)
@@ -130,6 +131,7 @@ def _modern_flags(parser) -> None:
         help="use --log_dir/--ckp_dir as given instead of appending the original '_bs=.._lr=.._cs=.._fpc=..' suffix",
     )
     add_width_flag(parser)
+    add_bn_splits_flag(parser)
 
 
 def _videomoco_flags(p) -> None:

@@ -201,8 +201,9 @@ def build_models(args, ctx):
             _broadcast(tensor)
     decay_mode = "paper" if fix_on(args, "paper_decay") else "code"
     D = VideoMoCo(
-        args.arch, args.moco_dim, args.moco_k, args.moco_m, args.moco_t, args.mlp, decay_mode, args.width_mult
-    )
+        args.arch, args.moco_dim, args.moco_k, args.moco_m, args.moco_t, args.mlp, decay_mode, args.width_mult,
+        args.bn_splits,
+    )  # fmt: skip
     D = D.to(ctx.device)
     if args.channels_last and ctx.use_cuda:
         D = D.to(memory_format=torch.channels_last_3d)
