@@ -459,7 +459,13 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the preset's")
     parser.add_argument("--num_clips", type=int, default=2, help="uniform clips per video in the evaluation")
     parser.add_argument("--curve_points", type=int, default=4, help="snapshots scored for the learning curves")
-    parser.add_argument("--supervised_iters", type=int, default=300, help="0: no supervised upper bound")
+    parser.add_argument(
+        "--supervised_iters",
+        type=int,
+        default=600,
+        help="iterations of the supervised upper bound (0: none); at 300 VideoMoCo's encoder reached 23 %% training "
+        "accuracy on one machine and 68 %% test accuracy on another, at 600 76-79 %%",
+    )
     parser.add_argument(
         "--epochs", type=int, default=0, help="pretraining epochs of every method (default: the preset's)"
     )
