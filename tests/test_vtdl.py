@@ -572,6 +572,37 @@ def test_finetune_resume_is_exact(frames_data, tmp_path):
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
 
 
+def test_finetune_max_iters_stops_after_exactly_n_optimiser_steps(frames_data, tmp_path):
+    """--max_iters N in fine-tuning = the run's total optimiser steps, as in the other methods: 3 of the 2 x 2
+    steps, counted on the optimiser itself; the latest checkpoint is written inside epoch 2 (no epoch-2 log line)
+    and the same command without the cap ends bit-identical to the uninterrupted run."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from vtdl import main
+
+    straight, capped = tmp_path / "straight", tmp_path / "capped"
+    main.cli(ft_args(frames_data, "--epochs", "2", "--output_dir", str(straight)))
+    steps = []
+    handle = register_optimizer_step_post_hook(lambda optimizer, args, kwargs: steps.append(optimizer))
+    try:
+        main.cli(ft_args(frames_data, "--epochs", "2", "--max_iters", "3", "--output_dir", str(capped)))
+    finally:
+        handle.remove()
+    assert len(steps) == 3
+    partial = load_checkpoint(str(capped / "fine_tune_rgb_model_latest.pth.tar"))
+    assert (partial["epoch"], partial["iteration"], partial["global_step"]) == (1, 1, 3)
+    assert [json.loads(line)["epoch"] for line in open(capped / "log.txt")] == [0]
+    main.cli(ft_args(frames_data, "--epochs", "2", "--output_dir", str(capped)))  # resumes inside epoch 2
+    a = load_checkpoint(str(straight / "fine_tune_rgb_model_latest.pth.tar"))
+    b = load_checkpoint(str(capped / "fine_tune_rgb_model_latest.pth.tar"))
+    assert a["global_step"] == b["global_step"] == 4 and a["epoch"] == b["epoch"] == 2
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    for i, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["momentum_buffer"], b["optimizer"]["state"][i]["momentum_buffer"])
+    drop_time = lambda path: [{k: v for k, v in json.loads(line).items() if k != "time_s"} for line in open(path)]  # noqa: E731
+    assert drop_time(straight / "log.txt") == drop_time(capped / "log.txt")  # the resumed epoch's averages too
+
+
 def test_ddp_two_gloo_processes(frames_data, tmp_path):
     """--gpus 0,1 on CPU spawns 2 gloo processes sharing a global batch of 4; keys of both ranks are enqueued."""
     out = tmp_path / "ddp"
