@@ -383,6 +383,12 @@ class CheckpointWriter:
 # --------------------------------------------------------------------------------------------------- run state
 
 
+def _components(prefix: str) -> tuple[str, ...]:
+    """'module.base_model.' -> ('module.', 'base_model.'): on load each is stripped wherever it leads, so files
+    written with or without the DDP / model wrappers load alike."""
+    return tuple(part + "." for part in prefix.split(".") if part)
+
+
 class StatePart:
     """A stateful part given by two functions, for state that is not an object with state_dict() (a queue pointer,
     a module's buffers stored under an original key): `get()` returns what the checkpoint holds, `put(value)`
@@ -404,7 +410,8 @@ class RunState:
     parts: {name: object with state_dict() / load_state_dict()} (models, optimizers, schedulers, queues,
     `StatePart`s); modules are unwrapped from DDP. keys: part name -> the checkpoint key of the method's original
     files (default: the name); prefixes: part name -> a prefix added to its state-dict keys on save and stripped
-    on load ('module.' where the original files were written from a DDP model); optional: parts a file may lack
+    on load, each dotted component wherever it leads ('module.' where the original files were written from a
+    DDP model); optional: parts a file may lack
     (the original's files, older runs) - they keep their current state. counters (epoch, iteration, global_step,
     ...): plain numbers under their own names, read with run['epoch']. A checkpoint also holds 'rng' (every rank's
     RNG state, entry r for rank r) and the plain run arguments under each of `arg_keys`.
@@ -478,7 +485,7 @@ class RunState:
                 fail(f"checkpoint has no '{key}' entry (keys: {', '.join(list(ckpt)[:12])})")
             state = ckpt[key]
             prefix = self.prefixes.get(name)
-            state = strip_prefix(state, (prefix,)) if prefix else state
+            state = strip_prefix(state, _components(prefix)) if prefix else state
             (unwrap_model(part) if isinstance(part, nn.Module) else part).load_state_dict(state)
         for name, value in self.counters.items():
             if name in ckpt:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared_utils import dist
-from shared_utils.checkpoint import CheckpointWriter, add_prefix, load_checkpoint, plain_args, strip_prefix
+from shared_utils.checkpoint import CheckpointWriter, RunState, load_checkpoint
 from shared_utils.cli import fail, fix_enabled, require_file, run_cli
 from shared_utils.data import DataWarnings, EpochSampler, build_loader, collate_skip_none
 from shared_utils.logger import (
@@ -24,7 +24,6 @@ from shared_utils.logger import (
     write_args_json,
 )
 from shared_utils.metrics import accuracy
-from shared_utils.rng import capture_rng_state, restore_rng_state
 from vtdl import runtime
 from vtdl.dataset import FinetuneDataset, TestTransform, TrainTransform, build_reader, read_list
 from vtdl.evaluation import classification_metrics, gather_by_index
@@ -152,28 +151,30 @@ def build_finetune_loader(args, ctx, list_path: str, mode: str, warnings: DataWa
 # --------------------------------------------------------------------------------------------------- checkpoints
 
 
+# the original's entries (epoch = epochs done, arch, best_prec1, state_dict) and order; then exact resume's
+CHECKPOINT_ORDER = ("epoch", "arch", "best_prec1", "state_dict", "optimizer", "rng", "args", "iteration", "global_step")
+
+
+def run_state(model, optimizer, **counters) -> RunState:
+    """The fine-tuned network as `state_dict` with the original's 'module.base_model.' keys (DataParallel(TCN)),
+    the optimizer (the original saved none), and the counters (epoch, best_prec1, iteration, global_step)."""
+    prefixes = {"state_dict": "module.base_model."}
+    return RunState(
+        {"state_dict": model, "optimizer": optimizer}, prefixes=prefixes, optional={"optimizer"}, **counters
+    )
+
+
 def save(writer, model, optimizer, epoch: int, best_prec1: float, is_best: bool, args, ctx, progress: dict) -> None:
     """fine_tune_rgb_model_latest.pth.tar in the original layout ('module.base_model.' keys, epoch = epochs
     done) plus the optimizer, every rank's RNG state and `progress` (global_step; mid-epoch also the iteration
     reached in the epoch and the running epoch meters); copied to ..._best.pth.tar when the val accuracy improves,
-    as the original (not with --fix report_last). Called on every rank (the RNG gather is a collective)."""
-    rng = dist.all_gather_object(capture_rng_state())  # rank r resumes from entry r (its own dropout stream)
-    if not dist.is_main_process():
-        return
-    bare = model.module if hasattr(model, "module") else model
-    state = {
-        "epoch": epoch,
-        "arch": args.arch,
-        "best_prec1": best_prec1,
-        "state_dict": add_prefix(bare.state_dict(), "module.base_model."),
-        "optimizer": optimizer.state_dict(),
-        "rng": rng,
-        "args": plain_args(args, ctx),
-        "iteration": int(progress.get("iteration", 0)),
-        "global_step": int(progress["global_step"]),
-        "meters": progress.get("meters") or {},
-    }
-    writer.save(state, is_best=is_best and not fix_enabled(args, "report_last"))
+    as the original (not with --fix report_last). Called on every rank (the RNG gather is a collective; rank r
+    resumes from entry r, its own dropout stream)."""
+    counters = {"epoch": epoch, "best_prec1": best_prec1, "iteration": int(progress.get("iteration", 0))}
+    run = run_state(model, optimizer, **counters, global_step=int(progress["global_step"]))
+    is_best = is_best and not fix_enabled(args, "report_last")
+    extra = {"arch": args.arch, "meters": progress.get("meters") or {}}
+    run.save(writer, args, ctx, is_best=is_best, order=CHECKPOINT_ORDER, **extra)
 
 
 def resume(path: str, model, optimizer, per_epoch: int) -> tuple[int, float, dict]:
@@ -182,25 +183,13 @@ def resume(path: str, model, optimizer, per_epoch: int) -> tuple[int, float, dic
     ckpt = load_checkpoint(path)
     if "state_dict" not in ckpt or "epoch" not in ckpt:
         fail(f"--resume '{path}' is not a fine-tuning checkpoint (needs 'state_dict' and 'epoch')")
-    bare = model.module if hasattr(model, "module") else model
-    bare.load_state_dict(strip_prefix(ckpt["state_dict"], ("module.", "base_model.")))
-    if "optimizer" in ckpt:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    rng = ckpt.get("rng")
-    if isinstance(rng, dict):  # a single-process checkpoint
-        rng = [rng]
-    if rng and len(rng) == dist.get_world_size():
-        restore_rng_state(rng[dist.get_rank()])
-    elif rng:
-        print(f"note: the checkpoint holds RNG states for {len(rng)} processes; RNG not restored")
-    iteration = int(ckpt.get("iteration", 0))
-    progress = {
-        "start_iter": iteration,
-        "global_step": int(ckpt.get("global_step", int(ckpt["epoch"]) * per_epoch + iteration)),
-        "meters": ckpt.get("meters") or {},
-    }
-    print(f"=> resumed '{path}' at epoch {ckpt['epoch']}, iteration {iteration}")
-    return int(ckpt["epoch"]), float(ckpt.get("best_prec1", 0.0)), progress
+    run = run_state(model, optimizer, epoch=0, best_prec1=0.0, iteration=0, global_step=-1)
+    run.load(ckpt)
+    if run["global_step"] < 0:
+        run["global_step"] = run["epoch"] * per_epoch + run["iteration"]
+    progress = {"start_iter": run["iteration"], "global_step": run["global_step"], "meters": ckpt.get("meters") or {}}
+    print(f"=> resumed '{path}' at epoch {run['epoch']}, iteration {run['iteration']}")
+    return run["epoch"], run["best_prec1"], progress
 
 
 # --------------------------------------------------------------------------------------------------- main

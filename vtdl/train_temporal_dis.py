@@ -13,14 +13,7 @@ import numpy as np
 import torch
 
 from shared_utils import dist
-from shared_utils.checkpoint import (
-    CheckpointWriter,
-    add_prefix,
-    load_checkpoint,
-    plain_args,
-    strip_prefix,
-    unwrap_model,
-)
+from shared_utils.checkpoint import CheckpointWriter, RunState, StatePart, load_checkpoint, unwrap_model
 from shared_utils.cli import fail, require_file, run_cli
 from shared_utils.data import DataWarnings, EpochSampler, build_loader
 from shared_utils.logger import (
@@ -31,7 +24,7 @@ from shared_utils.logger import (
     make_tb_writer,
     write_args_json,
 )
-from shared_utils.rng import capture_rng_state, derive_seed, restore_rng_state
+from shared_utils.rng import derive_seed
 from shared_utils.runtime import wrap_ddp
 from vtdl import runtime
 from vtdl.dataset import PretrainDataset, TrainTransform, build_reader, read_list
@@ -100,28 +93,40 @@ def train_one_epoch(state, loader, epoch: int, start_iter: int, args, ctx) -> st
 # --------------------------------------------------------------------------------------------------- checkpoints
 
 
+# the original's entries first, in its order; then what exact resume needs
+CHECKPOINT_ORDER = ("opt", "args", "model", "model_ema", "contrast", "contrast_index", "optimizer", "epoch")
+
+
+def run_state(state, epochs_done: int = 0, iteration: int = 0) -> RunState:
+    """The run's parts under the original's keys: the query encoder as `model` and the key encoder as `model_ema`
+    ('module.' keys, as the original's DataParallel wrote them), the queue buffers as `contrast`; the queue
+    pointer (lost by the original) as `contrast_index`; the optimizer; epoch = epochs done."""
+    moco = unwrap_model(state["model"])
+    parts = {
+        "model": moco.encoder_q,
+        "model_ema": moco.encoder_k,
+        "contrast": StatePart(moco.contrast_state_dict, moco.load_contrast_state_dict),
+        "contrast_index": StatePart(lambda: moco.index, lambda index: setattr(moco, "index", int(index))),
+        "optimizer": state["optimizer"],
+    }
+    prefixes = {"model": "module.", "model_ema": "module."}
+    counters = {"epoch": epochs_done, "iteration": iteration, "global_step": state["global_step"]}
+    return RunState(parts, prefixes=prefixes, optional={"contrast_index"}, **counters)
+
+
 def save(state, args, ctx, epochs_done: int, iteration: int = 0, epoch_file: bool = False) -> None:
     """current.pth (+ ckpt_epoch_{e}.pth) in the original format, plus what exact resume needs (every rank's RNG,
     the running epoch meters). Called on every rank: the RNG gather is a collective."""
-    rng = dist.all_gather_object(capture_rng_state())
-    if not dist.is_main_process():
-        return
-    moco = unwrap_model(state["model"])
-    ckpt = {
-        "opt": plain_args(args, ctx),
-        "args": plain_args(args, ctx),
-        "model": add_prefix(moco.encoder_q.state_dict(), "module."),
-        "model_ema": add_prefix(moco.encoder_k.state_dict(), "module."),
-        "contrast": moco.contrast_state_dict(),
-        "contrast_index": moco.index,
-        "optimizer": state["optimizer"].state_dict(),
-        "epoch": epochs_done,
-        "iteration": iteration,
-        "global_step": state["global_step"],
-        "rng": rng,
-        "meters": state["meters"].totals() if iteration and "meters" in state else {},
-    }
-    state["writer"].save(ckpt, epoch=epochs_done if epoch_file else None)
+    meters = state["meters"].totals() if iteration and "meters" in state else {}
+    run_state(state, epochs_done, iteration).save(
+        state["writer"],
+        args,
+        ctx,
+        epoch=epochs_done if epoch_file else None,
+        arg_keys=("opt", "args"),
+        order=CHECKPOINT_ORDER,
+        meters=meters,
+    )
 
 
 def resume(state, path: str) -> tuple[int, int]:
@@ -130,24 +135,14 @@ def resume(state, path: str) -> tuple[int, int]:
     for key in ("model", "model_ema", "contrast", "optimizer", "epoch"):
         if key not in ckpt:
             fail(f"--resume '{path}' is not a pretraining checkpoint (no '{key}')")
-    moco = unwrap_model(state["model"])
-    moco.encoder_q.load_state_dict(strip_prefix(ckpt["model"], ("module.",)))
-    moco.encoder_k.load_state_dict(strip_prefix(ckpt["model_ema"], ("module.",)))
-    moco.load_contrast_state_dict(ckpt["contrast"])
-    moco.index = int(ckpt.get("contrast_index", 0))
-    state["optimizer"].load_state_dict(ckpt["optimizer"])
-    state["global_step"] = int(ckpt.get("global_step", 0))
-    rng = [ckpt["rng"]] if isinstance(ckpt.get("rng"), dict) else ckpt.get("rng")  # dict: an older single-rank file
+    run = run_state(state)
+    run.load(ckpt)
+    state["global_step"] = run["global_step"]
     state["resumed_meters"] = ckpt.get("meters") or {}
-    if rng and len(rng) == dist.get_world_size():
-        restore_rng_state(rng[dist.get_rank()])
-    elif rng:
-        print(f"note: the checkpoint holds RNG states for {len(rng)} processes; RNG not restored")
-    else:
+    if not ckpt.get("rng"):
         print("note: checkpoint without queue pointer / RNG state (original format): the queue restarts at row 0")
-    iteration = int(ckpt.get("iteration", 0))
-    print(f"=> resumed '{path}' (epochs done {ckpt['epoch']}, iteration {iteration})")
-    return int(ckpt["epoch"]) + 1, iteration
+    print(f"=> resumed '{path}' (epochs done {run['epoch']}, iteration {run['iteration']})")
+    return run["epoch"] + 1, run["iteration"]
 
 
 # --------------------------------------------------------------------------------------------------- main
