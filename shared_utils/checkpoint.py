@@ -473,9 +473,9 @@ class RunState:
         else:
             save_checkpoint(state, target)
 
-    def load(self, source: Mapping | str | os.PathLike, restore_rng: bool = True) -> dict:
-        """Restore every part (one missing from the file fails unless optional), the counters the file holds and,
-        when the file has one state per process of this run, this rank's RNG. Returns the checkpoint dict."""
+    def load(self, source: Mapping | str | os.PathLike, restore_rng: bool = True, rng_fallback: str = "none") -> dict:
+        """Restore every part (one missing from the file fails unless optional), the counters the file holds and
+        this rank's RNG (see restore_rng). Returns the checkpoint dict."""
         ckpt = load_checkpoint(source) if isinstance(source, (str, os.PathLike)) else dict(source)
         for name, part in self.parts.items():
             key = self.keys[name]
@@ -491,16 +491,16 @@ class RunState:
             if name in ckpt:
                 self.counters[name] = type(value)(ckpt[name])
         if restore_rng:
-            self.restore_rng(ckpt.get("rng"))
+            self.restore_rng(ckpt.get("rng"), rng_fallback)
         return ckpt
 
     @staticmethod
-    def restore_rng(rng: list | dict | None) -> bool:
-        """This rank's entry of a per-rank list (a dict: a single-process file). False when there is none; a note
-        when the file was written by another number of processes."""
+    def restore_rng(rng: list | dict | None, fallback: str = "none") -> bool:
+        """This rank's entry of a per-rank list (a dict: a single-process file); False when there is none. A file
+        of another number of processes: fallback 'none' restores nothing (with a note), 'first' the first entry."""
         rng = [rng] if isinstance(rng, dict) else rng
-        if rng and len(rng) == dist.get_world_size():
-            restore_rng_state(rng[dist.get_rank()])
+        if rng and (len(rng) == dist.get_world_size() or fallback == "first"):
+            restore_rng_state(rng[dist.get_rank()] if len(rng) == dist.get_world_size() else rng[0])
             return True
         if rng:
             print(f"note: the checkpoint holds RNG states for {len(rng)} processes; RNG not restored")
