@@ -413,7 +413,7 @@ class RunState:
     on load, each dotted component wherever it leads ('module.' where the original files were written from a
     DDP model); optional: parts a file may lack
     (the original's files, older runs) - they keep their current state. counters (epoch, iteration, global_step,
-    ...): plain numbers under their own names, read with run['epoch']. A checkpoint also holds 'rng' (every rank's
+    ...): plain numbers under their own names, read with run['epoch']; their defaults stay where a file has none. A checkpoint also holds 'rng' (every rank's
     RNG state, entry r for rank r) and the plain run arguments under each of `arg_keys`.
     """
 
@@ -488,7 +488,7 @@ class RunState:
             state = strip_prefix(state, _components(prefix)) if prefix else state
             (unwrap_model(part) if isinstance(part, nn.Module) else part).load_state_dict(state)
         for name, value in self.counters.items():
-            if name in ckpt:
+            if ckpt.get(name) is not None:  # absent or None (some original files): the default stays
                 self.counters[name] = type(value)(ckpt[name])
         if restore_rng:
             self.restore_rng(ckpt.get("rng"), rng_fallback)
