@@ -164,14 +164,15 @@ def run_state(model, optimizer, **counters) -> RunState:
     )
 
 
-def save(writer, model, optimizer, epoch: int, best_prec1: float, is_best: bool, args, ctx, progress: dict) -> None:
+def save(writer, model, optimizer, epoch: int, best_prec1: float, is_best: bool, args, ctx, progress=None) -> None:
     """fine_tune_rgb_model_latest.pth.tar in the original layout ('module.base_model.' keys, epoch = epochs
     done) plus the optimizer, every rank's RNG state and `progress` (global_step; mid-epoch also the iteration
     reached in the epoch and the running epoch meters); copied to ..._best.pth.tar when the val accuracy improves,
     as the original (not with --fix report_last). Called on every rank (the RNG gather is a collective; rank r
     resumes from entry r, its own dropout stream)."""
+    progress = progress or {}
     counters = {"epoch": epoch, "best_prec1": best_prec1, "iteration": int(progress.get("iteration", 0))}
-    run = run_state(model, optimizer, **counters, global_step=int(progress["global_step"]))
+    run = run_state(model, optimizer, **counters, global_step=int(progress.get("global_step", 0)))
     is_best = is_best and not fix_enabled(args, "report_last")
     extra = {"arch": args.arch, "meters": progress.get("meters") or {}}
     run.save(writer, args, ctx, is_best=is_best, order=CHECKPOINT_ORDER, **extra)
