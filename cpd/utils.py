@@ -12,19 +12,15 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from shared_utils import dist, runtime
 from shared_utils.checkpoint import (
-    add_prefix,
+    RunState,
     extract_state_dict,
     load_checkpoint,
     load_state_dict_reported,
-    plain_args,
     require_checkpoint,
-    save_checkpoint,
     strip_prefix,
-    unwrap_model,
 )
 from shared_utils.cli import fail, require_dir, require_file
 from shared_utils.logger import make_tb_writer, write_args_json
-from shared_utils.rng import capture_rng_state, restore_rng_state
 
 PHASES = ("pretraining", "finetuning", "zeroshot")
 DATASETS = {"pretraining": ("ins",), "finetuning": ("ucf101", "hmdb51"), "zeroshot": ("ucf101", "hmdb51")}
@@ -117,6 +113,11 @@ def wrap_ddp(model: nn.Module, ctx: runtime.RunContext, ignore: tuple[str, ...] 
 # ----------------------------------------------------------------------------------------------- checkpoints
 
 
+# the original's keys (epoch = the epoch to start from, 1-based; arch; state_dict with 'module.' keys; optimizer)
+# and what exact resume needs (iteration in that epoch, global step, scheduler, every rank's RNG, args), in this order
+CHECKPOINT_ORDER = ("epoch", "iteration", "global_step", "arch", "phase", "state_dict", "optimizer", "scheduler")
+
+
 def save_state(
     path: str,
     model: nn.Module,
@@ -129,26 +130,15 @@ def save_state(
     scheduler=None,
     **extra,
 ) -> None:
-    """Original keys (`epoch` = the epoch to start from, 1-based; `arch`; `state_dict` with `module.` keys;
-    `optimizer`) plus what exact resume needs (iteration in that epoch, global step, scheduler, every rank's RNG,
-    args). Collective: call on every rank; rank 0 writes atomically."""
-    rng = dist.all_gather_object(capture_rng_state())
-    if not dist.is_main_process():
-        return
-    state = {
-        "epoch": int(epoch),
-        "iteration": int(iteration),
-        "global_step": int(global_step),
-        "arch": f"resnet-{args.model_depth}",
-        "phase": args.phase,
-        "state_dict": add_prefix(unwrap_model(model).state_dict(), "module."),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "rng": rng,
-        "args": plain_args(args, ctx),
-    }
-    state.update(extra)
-    save_checkpoint(state, path)
+    """The run state in the original layout (CHECKPOINT_ORDER), then `extra` entries (pretraining: n_data).
+    Collective: call on every rank; rank 0 writes atomically."""
+    parts = {"state_dict": model, "optimizer": optimizer, "scheduler": scheduler}
+    absent = {name: None for name, part in parts.items() if part is None}  # stored as None, as the original's
+    parts = {name: part for name, part in parts.items() if part is not None}
+    counters = {"epoch": int(epoch), "iteration": int(iteration), "global_step": int(global_step)}
+    run = RunState(parts, prefixes={"state_dict": "module."}, **counters)
+    meta = {"arch": f"resnet-{args.model_depth}", "phase": args.phase}
+    run.save(path, args, ctx, order=CHECKPOINT_ORDER, **meta, **absent, **extra)
 
 
 def load_model_state(path: str, model: nn.Module, name: str = "checkpoint") -> dict:
@@ -162,17 +152,13 @@ def load_model_state(path: str, model: nn.Module, name: str = "checkpoint") -> d
 
 
 def restore_training(ckpt: dict, optimizer=None, scheduler=None) -> tuple[int, int, int]:
-    """Optimizer, scheduler and this rank's RNG from a loaded checkpoint; returns (epoch, iteration, global_step)."""
-    if optimizer is not None and ckpt.get("optimizer"):
-        optimizer.load_state_dict(ckpt["optimizer"])
-    if scheduler is not None and ckpt.get("scheduler"):
-        scheduler.load_state_dict(ckpt["scheduler"])
-    rng = ckpt.get("rng")
-    if isinstance(rng, list) and rng:
-        restore_rng_state(rng[dist.get_rank()] if len(rng) == dist.get_world_size() else rng[0])
-    elif isinstance(rng, dict):
-        restore_rng_state(rng)
-    return int(ckpt.get("epoch", 1)), int(ckpt.get("iteration", 0)), int(ckpt.get("global_step", 0))
+    """Optimizer, scheduler (when the file has them), counters and this rank's RNG (another number of processes:
+    the first rank's) from a loaded checkpoint whose model load_model_state restored; returns (epoch, iteration,
+    global_step)."""
+    parts = {name: part for name, part in (("optimizer", optimizer), ("scheduler", scheduler)) if part is not None}
+    run = RunState(parts, optional=set(parts), epoch=1, iteration=0, global_step=0)
+    run.load(ckpt, rng_fallback="first")
+    return run["epoch"], run["iteration"], run["global_step"]
 
 
 def resume_file(args) -> str | None:

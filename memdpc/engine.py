@@ -15,16 +15,15 @@ from memdpc.model import clean_state_dict
 from shared_utils import dist, runtime
 from shared_utils.checkpoint import (
     CheckpointWriter,
+    RunState,
     extract_state_dict,
     load_checkpoint,
     load_state_dict_reported,
-    plain_args,
     unwrap_model,
 )
 from shared_utils.cli import fail, fix_enabled, require_choice
 from shared_utils.data import EpochSampler, build_loader
 from shared_utils.logger import log_run_header
-from shared_utils.rng import capture_rng_state, restore_rng_state
 
 LATEST = "latest.pth.tar"
 EPOCH_PATTERN = "epoch{epoch}.pth.tar"
@@ -229,29 +228,35 @@ def checkpoint_writer(model_dir: str) -> CheckpointWriter:
     return CheckpointWriter(model_dir, latest_name=LATEST, epoch_pattern=EPOCH_PATTERN, best_name=BEST, keep_last=1)
 
 
-def gather_rng_states() -> list[dict]:
-    """Every rank's RNG state (rank r restores entry r), so DDP runs resume exactly too."""
-    return dist.all_gather_object(capture_rng_state())
+# the original's keys (epoch = the last finished epoch, state_dict, best_acc, optimizer, iteration, backbone) in its
+# order, then what exact resume needs
+CHECKPOINT_ORDER = ("epoch", "state_dict", "best_acc", "optimizer", "iteration", "backbone", "scheduler")
+RESUME_ORDER = ("next_epoch", "epoch_step", "rng", "meters", "args")
 
 
-def make_state(
-    model, optimizer, scheduler, args, ctx, *, epoch, next_epoch, epoch_step, iteration, best_acc, rng, meters
-):
-    """The original's keys (epoch, state_dict, best_acc, optimizer, iteration) plus what exact resume needs."""
-    return {
-        "epoch": int(epoch),  # index of the last finished epoch (original meaning)
-        "state_dict": unwrap_model(model).state_dict(),
-        "best_acc": float(best_acc),
-        "optimizer": optimizer.state_dict(),
-        "iteration": int(iteration),
-        "backbone": args.net,
-        "scheduler": scheduler.state_dict(),
-        "next_epoch": int(next_epoch),  # where a resume starts
-        "epoch_step": int(epoch_step),  # iterations of next_epoch already done (mid-epoch latest)
-        "rng": rng,
-        "meters": meters,
-        "args": plain_args(args, ctx),
+def save_run(model, optimizer, scheduler, args, ctx, run: dict, epoch: int, next_epoch: int, **kw) -> None:
+    """The run state (RunState) in the original layout; next_epoch and epoch_step = where a resume starts (a
+    mid-epoch latest has epoch_step > 0, and its `epoch` is the previous one). Every rank contributes its RNG
+    state; rank 0 writes atomically. Epoch ends also write epoch<E>.pth.tar. kw: epoch_step, is_best, meters."""
+    epoch_step = int(kw.get("epoch_step", 0))
+    counters = {
+        "epoch": int(epoch if epoch_step == 0 else epoch - 1),
+        "best_acc": float(run["best_acc"]),
+        "iteration": int(run["iteration"]),
+        "next_epoch": int(next_epoch),
+        "epoch_step": epoch_step,
     }
+    state = RunState({"state_dict": model, "optimizer": optimizer, "scheduler": scheduler}, **counters)
+    state.save(
+        run["writer"],
+        args,
+        ctx,
+        epoch=epoch if epoch_step == 0 else None,
+        is_best=kw.get("is_best", False),
+        order=CHECKPOINT_ORDER + RESUME_ORDER,
+        backbone=args.net,
+        meters=kw.get("meters") or {},
+    )
 
 
 def load_model_weights(model, path: str, name: str) -> dict:
@@ -275,24 +280,18 @@ def resume(path: str, model, optimizer, scheduler, args) -> dict:
     """Restore model, optimizer (unless --reset_lr), scheduler, RNG; return {start_epoch, epoch_step, iteration,
     best_acc, meters}. Checkpoints of the original code (no next_epoch) resume AFTER their saved epoch."""
     ckpt = load_model_weights(model, path, f"resume '{os.path.basename(path)}'")
-    iteration = int(ckpt.get("iteration", 0))
-    if "optimizer" in ckpt and not args.reset_lr:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    if "scheduler" in ckpt and not args.reset_lr:
-        scheduler.load_state_dict(ckpt["scheduler"])
-    else:  # the original saved no scheduler: place it at the saved iteration instead of restarting it
-        place_scheduler(scheduler, optimizer, iteration)
-    rng = ckpt.get("rng")
-    if isinstance(rng, list) and len(rng) == dist.get_world_size():
-        restore_rng_state(rng[dist.get_rank()])
-    elif rng:
-        print("note: the checkpoint's RNG states are for another number of processes; RNG not restored")
-    start = int(ckpt["next_epoch"]) if "next_epoch" in ckpt else int(ckpt.get("epoch", -1)) + 1
-    print(f"=> resumed '{path}': next epoch {start}, step {ckpt.get('epoch_step', 0)}, iteration {iteration}")
+    parts = {} if args.reset_lr else {"optimizer": optimizer, "scheduler": scheduler}
+    run = RunState(parts, optional=set(parts), epoch=-1, best_acc=0.0, iteration=0, next_epoch=-1, epoch_step=0)
+    run.load(ckpt)
+    if ckpt.get("scheduler") is None or args.reset_lr:
+        # the original saved no scheduler: place it at the saved iteration instead of restarting it
+        place_scheduler(scheduler, optimizer, run["iteration"])
+    start = run["next_epoch"] if run["next_epoch"] >= 0 else run["epoch"] + 1
+    print(f"=> resumed '{path}': next epoch {start}, step {run['epoch_step']}, iteration {run['iteration']}")
     return {
         "start_epoch": start,
-        "epoch_step": int(ckpt.get("epoch_step", 0)),
-        "iteration": iteration,
-        "best_acc": float(ckpt.get("best_acc", 0.0) or 0.0),
+        "epoch_step": run["epoch_step"],
+        "iteration": run["iteration"],
+        "best_acc": run["best_acc"],
         "meters": ckpt.get("meters") or {},
     }

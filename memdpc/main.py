@@ -116,24 +116,8 @@ def validate(model, loader, args, ctx) -> dict:
 
 def save(model, optimizer, scheduler, args, ctx, run, epoch, next_epoch, epoch_step=0, is_best=False, meters=None):
     """Every rank contributes its RNG state; rank 0 writes (atomically). Epoch ends also write epoch<E>.pth.tar."""
-    rng = engine.gather_rng_states()
-    if not dist.is_main_process():
-        return
-    state = engine.make_state(
-        model,
-        optimizer,
-        scheduler,
-        args,
-        ctx,
-        epoch=epoch if epoch_step == 0 else epoch - 1,
-        next_epoch=next_epoch,
-        epoch_step=epoch_step,
-        iteration=run["iteration"],
-        best_acc=run["best_acc"],
-        rng=rng,
-        meters=meters or {},
-    )
-    run["writer"].save(state, epoch=epoch if epoch_step == 0 else None, is_best=is_best)
+    kw = {"epoch_step": epoch_step, "is_best": is_best, "meters": meters}
+    engine.save_run(model, optimizer, scheduler, args, ctx, run, epoch, next_epoch, **kw)
 
 
 def load_pretrain(model, path: str) -> None:

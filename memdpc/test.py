@@ -156,23 +156,8 @@ def validate(model, loader, args, ctx) -> dict:
 
 
 def save(model, optimizer, args, ctx, run, epoch, next_epoch, epoch_step=0, is_best=False, meters=None) -> None:
-    rng = engine.gather_rng_states()
-    if dist.is_main_process():
-        state = engine.make_state(
-            model,
-            optimizer,
-            run["scheduler"],
-            args,
-            ctx,
-            epoch=epoch if epoch_step == 0 else epoch - 1,
-            next_epoch=next_epoch,
-            epoch_step=epoch_step,
-            iteration=run["iteration"],
-            best_acc=run["best_acc"],
-            rng=rng,
-            meters=meters or {},
-        )
-        run["writer"].save(state, epoch=epoch if epoch_step == 0 else None, is_best=is_best)
+    kw = {"epoch_step": epoch_step, "is_best": is_best, "meters": meters}
+    engine.save_run(model, optimizer, run["scheduler"], args, ctx, run, epoch, next_epoch, **kw)
 
 
 def experiment_dir(args, plan) -> str:

@@ -1,4 +1,5 @@
-"""Checkpoint I/O: atomic writes, weights_only loading, prefix handling, a printed key report, full training state.
+"""Checkpoint I/O: atomic writes, weights_only loading, prefix handling, a printed key report, and the run state
+(`RunState`) through which every method saves and resumes.
 
 Every write goes to a temporary file in the target directory, is fsynced and then renamed over the target, so an
 interrupted write never replaces the previous good file.
@@ -13,13 +14,14 @@ import pickle
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from shared_utils import dist
 from shared_utils.cli import fail, require_file
 from shared_utils.rng import capture_rng_state, restore_rng_state
 
@@ -289,61 +291,6 @@ def plain_args(args: argparse.Namespace | Mapping | None, run: object | None = N
     return {str(k): plain(v) for k, v in items}
 
 
-def training_state(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: object | None = None,
-    scaler: object | None = None,
-    epoch: int = 0,
-    global_step: int = 0,
-    args: argparse.Namespace | Mapping | None = None,
-    model_key: str = "model",
-    **extra: object,
-) -> dict:
-    """Everything needed for exact resume. `epoch` = epochs completed (= where a resume starts)."""
-    state = {
-        model_key: unwrap_model(model).state_dict(),
-        "epoch": int(epoch),
-        "global_step": int(global_step),
-        "args": plain_args(args),
-        "rng": capture_rng_state(),
-    }
-    if optimizer is not None:
-        state["optimizer"] = optimizer.state_dict()
-    if scheduler is not None:
-        state["scheduler"] = scheduler.state_dict()
-    if scaler is not None:
-        state["scaler"] = scaler.state_dict()
-    state.update(extra)
-    return state
-
-
-def resume_training_state(
-    path: str,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: object | None = None,
-    scaler: object | None = None,
-    model_key: str = "model",
-    restore_rng: bool = True,
-    strip_prefixes: Iterable[str] = ("module.",),
-) -> dict:
-    """Restore model (strict), optimizer, scheduler, scaler and RNG from `path`; return the checkpoint dict
-    (the caller reads epoch / global_step / its own extras from it)."""
-    ckpt = load_checkpoint(path)
-    state = strip_prefix(extract_state_dict(ckpt, (model_key, "state_dict", "model")), strip_prefixes)
-    load_state_dict_reported(model, state, strict=True, name=f"resume '{os.path.basename(path)}'")
-    if optimizer is not None and "optimizer" in ckpt:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    if scheduler is not None and "scheduler" in ckpt:
-        scheduler.load_state_dict(ckpt["scheduler"])
-    if scaler is not None and "scaler" in ckpt and ckpt["scaler"]:
-        scaler.load_state_dict(ckpt["scaler"])
-    if restore_rng and "rng" in ckpt:
-        restore_rng_state(ckpt["rng"])
-    return ckpt
-
-
 def _epoch_regex(pattern: str) -> re.Pattern:
     parts = re.split(r"\{epoch[^}]*\}", pattern)
     if len(parts) != 2:
@@ -431,3 +378,130 @@ class CheckpointWriter:
             return self.path(self.latest_name)
         files = self.epoch_files()
         return files[-1][1] if files else None
+
+
+# --------------------------------------------------------------------------------------------------- run state
+
+
+def _components(prefix: str) -> tuple[str, ...]:
+    """'module.base_model.' -> ('module.', 'base_model.'): on load each is stripped wherever it leads, so files
+    written with or without the DDP / model wrappers load alike."""
+    return tuple(part + "." for part in prefix.split(".") if part)
+
+
+class StatePart:
+    """A stateful part given by two functions, for state that is not an object with state_dict() (a queue pointer,
+    a module's buffers stored under an original key): `get()` returns what the checkpoint holds, `put(value)`
+    restores it."""
+
+    def __init__(self, get: Callable[[], object], put: Callable[[object], None]) -> None:
+        self.get, self.put = get, put
+
+    def state_dict(self) -> object:
+        return self.get()
+
+    def load_state_dict(self, state: object) -> None:
+        self.put(state)
+
+
+class RunState:
+    """Everything exact resume needs, saved and restored the same way by every method.
+
+    parts: {name: object with state_dict() / load_state_dict()} (models, optimizers, schedulers, queues,
+    `StatePart`s); modules are unwrapped from DDP. keys: part name -> the checkpoint key of the method's original
+    files (default: the name); prefixes: part name -> a prefix added to its state-dict keys on save and stripped
+    on load, each dotted component wherever it leads ('module.' where the original files were written from a
+    DDP model); optional: parts a file may lack
+    (the original's files, older runs) - they keep their current state. counters (epoch, iteration, global_step,
+    ...): plain numbers under their own names, read with run['epoch']; their defaults stay where a file has none. A checkpoint also holds 'rng' (every rank's
+    RNG state, entry r for rank r) and the plain run arguments under each of `arg_keys`.
+    """
+
+    def __init__(
+        self,
+        parts: Mapping[str, object],
+        keys: Mapping[str, str] | None = None,
+        prefixes: Mapping[str, str] | None = None,
+        optional: Iterable[str] = (),
+        **counters: int | float,
+    ) -> None:
+        self.parts = dict(parts)
+        self.keys = {name: dict(keys or {}).get(name, name) for name in self.parts}
+        self.prefixes = dict(prefixes or {})
+        self.optional = set(optional)
+        self.counters = dict(counters)
+
+    def __getitem__(self, name: str) -> int | float:
+        return self.counters[name]
+
+    def __setitem__(self, name: str, value: int | float) -> None:
+        self.counters[name] = value
+
+    def state_dict(
+        self, args=None, ctx=None, arg_keys: Iterable[str] = ("args",), order: Iterable[str] = (), **extra: object
+    ) -> dict:
+        """The checkpoint dict: parts under their keys, counters, 'rng', args, then `extra` entries; keys listed in
+        `order` come first, in that order (the original files' layout). A collective: call it on every rank."""
+        entries: dict = {}
+        for name, part in self.parts.items():
+            state = (unwrap_model(part) if isinstance(part, nn.Module) else part).state_dict()
+            prefix = self.prefixes.get(name)
+            entries[self.keys[name]] = add_prefix(state, prefix) if prefix else state
+        entries.update(self.counters)
+        entries["rng"] = dist.all_gather_object(capture_rng_state())
+        entries.update({key: plain_args(args, ctx) for key in arg_keys})
+        entries.update(extra)
+        ordered = {key: entries[key] for key in order if key in entries}
+        return ordered | {key: value for key, value in entries.items() if key not in ordered}
+
+    def save(
+        self,
+        target: CheckpointWriter | str,
+        args=None,
+        ctx=None,
+        epoch: int | None = None,
+        is_best: bool = False,
+        **kwargs: object,
+    ) -> None:
+        """state_dict(args, ctx, **kwargs) written atomically by rank 0: through a CheckpointWriter (latest, the
+        epoch file when `epoch` is given, best) or to one path. Call on every rank (the RNG gather)."""
+        state = self.state_dict(args, ctx, **kwargs)
+        if not dist.is_main_process():
+            return
+        if isinstance(target, CheckpointWriter):
+            target.save(state, epoch=epoch, is_best=is_best)
+        else:
+            save_checkpoint(state, target)
+
+    def load(self, source: Mapping | str | os.PathLike, restore_rng: bool = True, rng_fallback: str = "none") -> dict:
+        """Restore every part (one missing from the file fails unless optional), the counters the file holds and
+        this rank's RNG (see restore_rng). Returns the checkpoint dict."""
+        ckpt = load_checkpoint(source) if isinstance(source, (str, os.PathLike)) else dict(source)
+        for name, part in self.parts.items():
+            key = self.keys[name]
+            if ckpt.get(key) is None:
+                if name in self.optional:
+                    continue
+                fail(f"checkpoint has no '{key}' entry (keys: {', '.join(list(ckpt)[:12])})")
+            state = ckpt[key]
+            prefix = self.prefixes.get(name)
+            state = strip_prefix(state, _components(prefix)) if prefix else state
+            (unwrap_model(part) if isinstance(part, nn.Module) else part).load_state_dict(state)
+        for name, value in self.counters.items():
+            if ckpt.get(name) is not None:  # absent or None (some original files): the default stays
+                self.counters[name] = type(value)(ckpt[name])
+        if restore_rng:
+            self.restore_rng(ckpt.get("rng"), rng_fallback)
+        return ckpt
+
+    @staticmethod
+    def restore_rng(rng: list | dict | None, fallback: str = "none") -> bool:
+        """This rank's entry of a per-rank list (a dict: a single-process file); False when there is none. A file
+        of another number of processes: fallback 'none' restores nothing (with a note), 'first' the first entry."""
+        rng = [rng] if isinstance(rng, dict) else rng
+        if rng and (len(rng) == dist.get_world_size() or fallback == "first"):
+            restore_rng_state(rng[dist.get_rank()] if len(rng) == dist.get_world_size() else rng[0])
+            return True
+        if rng:
+            print(f"note: the checkpoint holds RNG states for {len(rng)} processes; RNG not restored")
+        return False

@@ -169,7 +169,8 @@ def test_the_run_flags_have_one_definition():
 
 def test_iteration_caps_mean_the_same_everywhere():
     parsers = entry_parsers()
-    for name in ("memdpc.opts.get_args_parser", "vtdl.opts.get_pretrain_args_parser", "cpd.opts.get_args_parser"):
+    names = ("memdpc.opts.get_args_parser", "vtdl.opts.get_pretrain_args_parser", "vtdl.opts.get_args_parser")
+    for name in names + ("cpd.opts.get_args_parser",):
         args = parsers[name].parse_args(["--iters_per_epoch", "2", "--max_iters", "5"])
         assert (args.iters_per_epoch, args.max_iters) == (2, 5), name
     assert parsers["vtdl.opts.get_pretrain_args_parser"].parse_args(["--stop_at_iter", "3"]).max_iters == 3

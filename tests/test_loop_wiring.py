@@ -55,24 +55,26 @@ def vtdl_args(**kw) -> Namespace:
 
 def vtdl_state(seed: int = 0):
     from vtdl.loss import NCESoftmaxLoss
-    from vtdl.model import MemoryMoCo
-    from vtdl.train_temporal_dis import QueryEncoder
+    from vtdl.model import VTDL
 
     torch.manual_seed(seed)
-    model = TinyVTDLEncoder()
-    model_ema = copy.deepcopy(model)
+    moco = VTDL(TinyVTDLEncoder(), 20, K=6, T=0.07, use_softmax=True, m=0.9, dim=8)
     with torch.no_grad():  # a key encoder that is not the query encoder, so the EMA is visible
-        for p in model_ema.parameters():
+        for p in moco.encoder_k.parameters():
             p.add_(0.3 * torch.randn_like(p))
-    model_ema.requires_grad_(False)
     return {
-        "query": QueryEncoder(model),
-        "model_ema": model_ema,
-        "contrast": MemoryMoCo(8, 20, K=6, T=0.07, use_softmax=True),
+        "model": moco,
         "criterion": NCESoftmaxLoss(),
-        "optimizer": torch.optim.SGD(model.parameters(), lr=0.5),
+        "optimizer": torch.optim.SGD(moco.encoder_q.parameters(), lr=0.5),
         "global_step": 0,
     }
+
+
+def vtdl_queue(dim: int, n_data: int, K: int, T: float = 0.07, use_softmax: bool = False):
+    """VTDL's queue and logits alone (an encoder without parameters)."""
+    from vtdl.model import VTDL
+
+    return VTDL(nn.Identity(), n_data, K=K, T=T, use_softmax=use_softmax, dim=dim)
 
 
 def vtdl_batch(b: int = 2, seed: int = 1):
@@ -86,19 +88,19 @@ def test_vtdl_loop_steps_query_then_ema_of_key_and_enqueues_its_keys():
     from vtdl.train_temporal_dis import train_one_epoch
 
     state = vtdl_state()
+    moco = state["model"]
     anchor, positive, negative = vtdl_batch()
-    q0, k0 = params(state["query"].encoder), params(state["model_ema"])
-    want_keys = copy.deepcopy(state["model_ema"]).train()(positive)[0]
+    q0, k0 = params(moco.encoder_q), params(moco.encoder_k)
+    want_keys = copy.deepcopy(moco.encoder_k).train()(positive)[0]
     status = train_one_epoch(
         state, [((anchor, positive, negative), 0, 0)], 1, 0, vtdl_args(alpha=0.9), runtime.local_context("cpu")
     )
-    q1, k1 = params(state["query"].encoder), params(state["model_ema"])
+    q1, k1 = params(moco.encoder_q), params(moco.encoder_k)
     assert status == "done" and state["global_step"] == 1
     assert all(not torch.equal(a, b) for a, b in zip(q0, q1))  # the optimizer stepped every parameter
     assert_all_close(k1, [0.9 * k + 0.1 * q for k, q in zip(k0, q1)])
-    contrast = state["contrast"]
-    assert contrast.index == 2
-    torch.testing.assert_close(contrast.memory[:2], want_keys)
+    assert moco.index == 2
+    torch.testing.assert_close(moco.memory[:2], want_keys)
 
 
 def test_vtdl_loss_routes_gradients_through_query_and_temporal_negative_only():
@@ -109,20 +111,20 @@ def test_vtdl_loss_routes_gradients_through_query_and_temporal_negative_only():
     state = vtdl_state()
     anchor, positive, negative = (x.requires_grad_() for x in vtdl_batch())
     args = vtdl_args()
-    memory = state["contrast"].memory.clone()
+    moco = state["model"]
+    memory = moco.memory.clone()
     loss, logits = compute_loss(
-        state["query"], state["model_ema"], state["contrast"], state["criterion"], anchor, positive, negative,
-        np.random.RandomState(0), args, runtime.local_context("cpu"),
+        moco, state["criterion"], anchor, positive, negative, np.random.RandomState(0), args,
+        runtime.local_context("cpu"),
     )  # fmt: skip
     g_anchor, g_positive, g_negative = torch.autograd.grad(loss, [anchor, positive, negative], allow_unused=True)
     assert g_positive is None  # keys: no graph
     assert g_negative is not None and g_negative.abs().sum() > 0
     assert g_anchor is not None and g_anchor.abs().sum() > 0
     with torch.no_grad():  # the same logits by hand (encoder outputs do not depend on BN running stats here)
-        encoder = state["query"].encoder
-        q = encoder(tca(anchor.detach(), np.random.RandomState(0), 0.1))[0]
-        n = encoder(negative.detach())[0]
-        k = state["model_ema"](positive.detach())[0]
+        q = moco.encoder_q(tca(anchor.detach(), np.random.RandomState(0), 0.1))[0]
+        n = moco.encoder_q(negative.detach())[0]
+        k = moco.encoder_k(positive.detach())[0]
     want = torch.cat([(q * k).sum(1, keepdim=True), q @ memory.t(), (q * n).sum(1, keepdim=True)], dim=1) / 0.07
     torch.testing.assert_close(logits, want, rtol=1e-4, atol=1e-4)
     want_loss = F.cross_entropy(want, torch.zeros(2, dtype=torch.long))
@@ -130,19 +132,17 @@ def test_vtdl_loss_routes_gradients_through_query_and_temporal_negative_only():
 
 
 def test_vtdl_nce_normaliser_is_set_once_from_the_first_batch():
-    from vtdl.model import MemoryMoCo
-
     torch.manual_seed(0)
-    contrast = MemoryMoCo(4, n_data=50, K=5, T=0.5, use_softmax=False)
+    moco = vtdl_queue(4, n_data=50, K=5, T=0.5, use_softmax=False)
     q, k, q2, k2 = (F.normalize(torch.randn(3, 4), dim=1) for _ in range(4))
-    queue = contrast.memory.clone()
+    queue = moco.memory.clone()
     raw = torch.exp(torch.cat([(q * k).sum(1, keepdim=True), q @ queue.t()], dim=1) / 0.5)
-    out = contrast(q, k)
+    out = moco.contrast(q, k)
     z = raw.mean().item() * 50
-    assert contrast.params[0].item() == pytest.approx(z, rel=1e-5)
+    assert moco.params[0].item() == pytest.approx(z, rel=1e-5)
     torch.testing.assert_close(out, raw / z)
-    contrast(q2, k2)
-    assert contrast.params[0].item() == pytest.approx(z, rel=1e-5)  # frozen after the first call
+    moco.contrast(q2, k2)
+    assert moco.params[0].item() == pytest.approx(z, rel=1e-5)  # frozen after the first call
 
 
 def test_vtdl_lr_steps_after_each_decay_epoch():
@@ -160,19 +160,20 @@ def test_vtdl_checkpoint_holds_queue_pointer_and_resume_restores_it(tmp_path):
     from vtdl.train_temporal_dis import resume, save
 
     state = vtdl_state()
-    state["contrast"].enqueue(F.normalize(torch.randn(3, 8), dim=1))
+    moco = state["model"]
+    moco.enqueue(F.normalize(torch.randn(3, 8), dim=1))
     state["writer"] = CheckpointWriter(str(tmp_path), "current.pth", "ckpt_epoch_{epoch}.pth", None)
     state["meters"], state["global_step"] = MetricLogger(), 7
     save(state, Namespace(seed=0), runtime.local_context("cpu"), 1, 5)
     ckpt = load_checkpoint(str(tmp_path / "current.pth"))
     assert ckpt["contrast_index"] == 3 and ckpt["iteration"] == 5 and ckpt["global_step"] == 7
-    assert torch.equal(ckpt["contrast"]["memory"], state["contrast"].memory)
-    assert torch.equal(ckpt["model_ema"]["module.fc.weight"], state["model_ema"].fc.weight)
+    assert torch.equal(ckpt["contrast"]["memory"], moco.memory)
+    assert torch.equal(ckpt["model_ema"]["module.fc.weight"], moco.encoder_k.fc.weight)
     fresh = vtdl_state(seed=1)
     assert resume(fresh, str(tmp_path / "current.pth")) == (2, 5)
-    assert fresh["contrast"].index == 3 and fresh["global_step"] == 7
-    assert torch.equal(fresh["contrast"].memory, state["contrast"].memory)
-    assert_all_close(params(fresh["model_ema"]), params(state["model_ema"]))
+    assert fresh["model"].index == 3 and fresh["global_step"] == 7
+    assert torch.equal(fresh["model"].memory, moco.memory)
+    assert_all_close(params(fresh["model"].encoder_k), params(moco.encoder_k))
 
 
 def test_vtdl_pretrain_item_augments_anchor_and_positive_independently():
@@ -602,14 +603,13 @@ def test_retrieval_is_invariant_to_a_shift_of_all_features():
 def _wiring_worker(args, plan):
     """Two gloo ranks with different RNG streams: shuffle-BN, the all-gather of keys into the queues."""
     from videomoco.model import VideoMoCo
-    from vtdl.model import MemoryMoCo
 
     rank = runtime.setup_worker(plan).rank
     torch.manual_seed(100 + rank)
     x = (torch.arange(4, dtype=torch.float32) + 4 * rank)[:, None].repeat(1, 3)  # sample ids 0..7
     shuffled, idx_unshuffle = dist.batch_shuffle(x)
     undone = dist.batch_unshuffle(shuffled * 10, idx_unshuffle)
-    contrast = MemoryMoCo(3, 10, K=16)
+    contrast = vtdl_queue(3, 10, K=16)
     contrast.enqueue(x)
     moco = SimpleNamespace(K=16, queue=torch.zeros(3, 16), queue_ptr=torch.zeros(1, dtype=torch.long),
                            count=torch.zeros(16, dtype=torch.int32))  # fmt: skip

@@ -362,7 +362,7 @@ def test_load_checkpoint_rejects_unsafe_and_garbage_files(tmp_path):
     assert float(loaded["acc"]) == 0.5 and loaded["args"].lr == 0.1
 
 
-def test_training_state_resume_restores_everything(tmp_path):
+def test_run_state_resume_restores_everything(tmp_path):
     torch.manual_seed(0)
     model = Tiny()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -371,22 +371,48 @@ def test_training_state_resume_restores_everything(tmp_path):
     model.head(model.backbone(x)).sum().backward()
     opt.step()
     sched.step()
-    state = ckpt.training_state(
-        model, opt, sched, epoch=4, global_step=40, args=Namespace(lr=0.1, d=torch.device("cpu")), queue=torch.arange(3)
-    )
-    ckpt.save_checkpoint(state, tmp_path / "c.pth")
+    run = ckpt.RunState({"model": model, "optimizer": opt, "scheduler": sched}, epoch=4, global_step=40)
+    args = Namespace(lr=0.1, d=torch.device("cpu"))
+    run.save(str(tmp_path / "c.pth"), args, queue=torch.arange(3))
     expected_next = torch.rand(2)
     model2 = Tiny()
     opt2 = torch.optim.SGD(model2.parameters(), lr=0.1, momentum=0.9)
     sched2 = torch.optim.lr_scheduler.StepLR(opt2, 1, 0.5)
-    loaded = ckpt.resume_training_state(str(tmp_path / "c.pth"), model2, opt2, sched2)
+    run2 = ckpt.RunState({"model": model2, "optimizer": opt2, "scheduler": sched2}, epoch=0, global_step=0)
+    loaded = run2.load(str(tmp_path / "c.pth"))
     assert torch.equal(torch.rand(2), expected_next)
-    assert loaded["epoch"] == 4 and loaded["global_step"] == 40 and loaded["args"]["d"] == "cpu"
+    assert run2["epoch"] == 4 and run2["global_step"] == 40 and loaded["args"]["d"] == "cpu"
     assert torch.equal(loaded["queue"], torch.arange(3))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
     assert opt2.param_groups[0]["lr"] == pytest.approx(0.05)
     assert torch.equal(
         opt2.state_dict()["state"][0]["momentum_buffer"], opt.state_dict()["state"][0]["momentum_buffer"]
     )
+
+
+def test_run_state_writes_the_original_keys_prefixes_and_order(tmp_path):
+    """Per-method mapping: part name -> original key, a 'module.' prefix on save (stripped on load), the original
+    files' key order, several argument keys, StatePart values; optional parts may be absent, others fail."""
+    model, pointer = Tiny(), {"index": 5}
+    index = ckpt.StatePart(lambda: pointer["index"], lambda v: pointer.update(index=int(v)))
+    run = ckpt.RunState(
+        {"model": model, "index": index}, keys={"model": "state_dict", "index": "queue_index"},
+        prefixes={"model": "module."}, optional={"index"}, epoch=2,
+    )  # fmt: skip
+    run.save(str(tmp_path / "c.pth"), Namespace(lr=0.1), arg_keys=("opt", "args"), order=("epoch", "opt"), extra=1)
+    saved = ckpt.load_checkpoint(str(tmp_path / "c.pth"))
+    assert list(saved) == ["epoch", "opt", "state_dict", "queue_index", "rng", "args", "extra"]
+    assert all(k.startswith("module.") for k in saved["state_dict"]) and saved["queue_index"] == 5
+    assert saved["opt"] == saved["args"] == {"lr": 0.1} and isinstance(saved["rng"], list)
+    fresh = Tiny()
+    run2 = ckpt.RunState({"model": fresh, "index": index}, keys=run.keys, prefixes=run.prefixes, optional={"index"})
+    pointer["index"] = 0
+    run2.load(saved)
+    assert pointer["index"] == 5 and torch.equal(fresh.head.weight, model.head.weight)
+    del saved["queue_index"]
+    run2.load(saved)  # optional: kept as it is
+    with pytest.raises(UserError, match="no 'state_dict' entry"):
+        run2.load({"queue_index": 1})
 
 
 def test_checkpoint_writer_names_best_and_pruning(tmp_path):

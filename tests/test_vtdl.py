@@ -22,10 +22,10 @@ from shared_utils.data import DataWarnings
 from vtdl import dataset as D
 from vtdl.features import build_clip_encoder
 from vtdl.loss import NCECriterion, NCESoftmaxLoss, ins_prob
-from vtdl.model import MemoryMoCo, build_backbone, load_weight, moment_update
+from vtdl.model import VTDL, build_backbone, load_weight
 from vtdl.opts import get_args_parser, get_pretrain_args_parser, start_range_len
 from vtdl.tca import intra_video_mixup, sample_tca_params, tca
-from vtdl.train_temporal_dis import QueryEncoder, compute_loss
+from vtdl.train_temporal_dis import compute_loss
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(REPO, "vtdl", "reference")  # copies of the spec's vtdl_keys.json / reference values
@@ -177,8 +177,8 @@ def test_state_dict_keys_and_shapes_equal_the_original(arch, keys_json):
 
 def test_contrast_layout_per_dataset(keys_json):
     for dataset, k in (("hmdb51", 3569), ("ucf101", 5000), ("kinetics", 12500)):
-        contrast = MemoryMoCo(128, 10, k, 0.07, True)
-        assert shapes(contrast.state_dict()) == keys_json[f"pretrain_ckpt.contrast/{dataset}"]
+        moco = VTDL(torch.nn.Identity(), 10, k, 0.07, True)
+        assert shapes(moco.contrast_state_dict()) == keys_json[f"pretrain_ckpt.contrast/{dataset}"]
     args = get_pretrain_args_parser().parse_args([])
     assert args.nce_t == 0.07 and args.alpha == 0.999 and args.learning_rate == 0.003
 
@@ -301,17 +301,17 @@ def test_original_frame_layouts(tmp_path):
 
 def test_memory_moco_logits_queue_and_loss():
     torch.manual_seed(0)
-    contrast = MemoryMoCo(4, 10, K=5, T=0.5, use_softmax=True)
-    queue = contrast.memory.clone()
+    moco = VTDL(torch.nn.Identity(), 10, K=5, T=0.5, use_softmax=True, dim=4)  # the queue and logits alone
+    queue = moco.memory.clone()
     q, k, n = (torch.nn.functional.normalize(torch.randn(3, 4), dim=1) for _ in range(3))
-    logits = contrast(q, k, n)
+    logits = moco.contrast(q, k, n)
     assert logits.shape == (3, 5 + 2)
     assert torch.allclose(logits[:, 0], (q * k).sum(1) / 0.5)
     assert torch.allclose(logits[:, 1:6], q @ queue.t() / 0.5)
     assert torch.allclose(logits[:, 6], (q * n).sum(1) / 0.5)
-    assert torch.equal(contrast.memory[:3], k) and torch.equal(contrast.memory[3:], queue[3:]) and contrast.index == 3
-    contrast(q, k)  # no temporal negative: K + 1 columns; the pointer wraps modulo K
-    assert contrast.index == 1 and torch.equal(contrast.memory[0], k[2])
+    assert torch.equal(moco.memory[:3], k) and torch.equal(moco.memory[3:], queue[3:]) and moco.index == 3
+    moco.contrast(q, k)  # no temporal negative: K + 1 columns; the pointer wraps modulo K
+    assert moco.index == 1 and torch.equal(moco.memory[0], k[2])
     loss = NCESoftmaxLoss()(logits)
     manual = -torch.log(torch.exp(logits[:, 0]) / torch.exp(logits).sum(1)).mean()
     assert loss.item() == pytest.approx(manual.item(), rel=1e-6)
@@ -334,15 +334,10 @@ def test_pretraining_step_every_backbone(arch):
     logits have K + 2 columns, only the query encoder gets gradients (cls_head none), the EMA moves the key."""
     torch.manual_seed(0)
     model = build_backbone(arch, r2p1d_layers=(1, 1, 1, 1))
-    model_ema = build_backbone(arch, r2p1d_layers=(1, 1, 1, 1))
-    model_ema.load_state_dict(model.state_dict())
-    model_ema.requires_grad_(False)
-    contrast = MemoryMoCo(128, 10, 7, 0.07, True)
+    moco = VTDL(model, 10, 7, 0.07, True, m=0.9)
     anchor, positive, negative = (torch.randn(2, 3, 8, 32, 32) for _ in range(3))
     loss, logits = compute_loss(
-        QueryEncoder(model),
-        model_ema,
-        contrast,
+        moco,
         NCESoftmaxLoss(),
         anchor,
         positive,
@@ -355,15 +350,13 @@ def test_pretraining_step_every_backbone(arch):
     assert logits[:, 0].abs().max() <= 1 / 0.07 + 1e-4
     loss.backward()
     assert model.id_head[2].weight.grad is not None and model.cls_head[2].weight.grad is None
-    assert all(p.grad is None for p in model_ema.parameters())
-    before = model_ema.id_head[2].bias.clone()
+    assert all(p.grad is None for p in moco.encoder_k.parameters())
+    before = moco.encoder_k.id_head[2].bias.clone()
     torch.optim.SGD(model.parameters(), lr=0.1).step()
-    moment_update(model, model_ema, 0.9)
-    assert torch.allclose(model_ema.id_head[2].bias, 0.9 * before + 0.1 * model.id_head[2].bias)
+    moco.momentum_update()
+    assert torch.allclose(moco.encoder_k.id_head[2].bias, 0.9 * before + 0.1 * model.id_head[2].bias)
     _, no_tn = compute_loss(
-        QueryEncoder(model),
-        model_ema,
-        contrast,
+        moco,
         NCESoftmaxLoss(),
         anchor,
         positive,
@@ -579,6 +572,37 @@ def test_finetune_resume_is_exact(frames_data, tmp_path):
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
 
 
+def test_finetune_max_iters_stops_after_exactly_n_optimiser_steps(frames_data, tmp_path):
+    """--max_iters N in fine-tuning = the run's total optimiser steps, as in the other methods: 3 of the 2 x 2
+    steps, counted on the optimiser itself; the latest checkpoint is written inside epoch 2 (no epoch-2 log line)
+    and the same command without the cap ends bit-identical to the uninterrupted run."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from vtdl import main
+
+    straight, capped = tmp_path / "straight", tmp_path / "capped"
+    main.cli(ft_args(frames_data, "--epochs", "2", "--output_dir", str(straight)))
+    steps = []
+    handle = register_optimizer_step_post_hook(lambda optimizer, args, kwargs: steps.append(optimizer))
+    try:
+        main.cli(ft_args(frames_data, "--epochs", "2", "--max_iters", "3", "--output_dir", str(capped)))
+    finally:
+        handle.remove()
+    assert len(steps) == 3
+    partial = load_checkpoint(str(capped / "fine_tune_rgb_model_latest.pth.tar"))
+    assert (partial["epoch"], partial["iteration"], partial["global_step"]) == (1, 1, 3)
+    assert [json.loads(line)["epoch"] for line in open(capped / "log.txt")] == [0]
+    main.cli(ft_args(frames_data, "--epochs", "2", "--output_dir", str(capped)))  # resumes inside epoch 2
+    a = load_checkpoint(str(straight / "fine_tune_rgb_model_latest.pth.tar"))
+    b = load_checkpoint(str(capped / "fine_tune_rgb_model_latest.pth.tar"))
+    assert a["global_step"] == b["global_step"] == 4 and a["epoch"] == b["epoch"] == 2
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    for i, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["momentum_buffer"], b["optimizer"]["state"][i]["momentum_buffer"])
+    drop_time = lambda path: [{k: v for k, v in json.loads(line).items() if k != "time_s"} for line in open(path)]  # noqa: E731
+    assert drop_time(straight / "log.txt") == drop_time(capped / "log.txt")  # the resumed epoch's averages too
+
+
 def test_ddp_two_gloo_processes(frames_data, tmp_path):
     """--gpus 0,1 on CPU spawns 2 gloo processes sharing a global batch of 4; keys of both ranks are enqueued."""
     out = tmp_path / "ddp"
@@ -662,4 +686,4 @@ def test_benchmark_train_step_updates_the_query_encoder():
     loss = step()
     assert torch.isfinite(loss) and loss.ndim == 0 and info["batch_size"] == 2
     unchanged = sorted(name for name, p in params.items() if torch.equal(before[name], p))
-    assert unchanged == ["encoder.cls_head.2.bias", "encoder.cls_head.2.weight"]  # the unused classifier only
+    assert unchanged == ["cls_head.2.bias", "cls_head.2.weight"]  # the unused classifier only

@@ -5,7 +5,6 @@ and the 64-frame fine-tuning heads (1.3-3.3 TFLOP each; the I3D step alone takes
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -16,8 +15,8 @@ import torch
 
 from shared_utils import runtime
 from vtdl.loss import NCESoftmaxLoss, ins_prob
-from vtdl.model import MemoryMoCo, build_backbone, moment_update
-from vtdl.train_temporal_dis import QueryEncoder, compute_loss
+from vtdl.model import VTDL, build_backbone
+from vtdl.train_temporal_dis import compute_loss
 
 REF = json.load(
     open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "vtdl", "reference", "vtdl_reference_values.json"))
@@ -62,25 +61,22 @@ def test_recipe_b_pretraining_step_matches_the_original():
     ref, step = REF["recipeB_pretrain_step_i3d"], REF["recipeB_backward_one_sgd_step_i3d"]
     model = build_backbone("i3d")
     det_init(model)
-    model_ema = copy.deepcopy(model)
-    model_ema.requires_grad_(False)
-    contrast = MemoryMoCo(128, 1, 5000, 0.07, True)
+    moco = VTDL(model, 1, 5000, 0.07, True, m=0.999)  # key encoder: a copy of the query encoder
     sigma = 1 / math.sqrt(128 / 3)
-    contrast.memory.copy_(torch.rand(5000, 128, generator=torch.Generator().manual_seed(1)) * 2 * sigma - sigma)
+    moco.memory.copy_(torch.rand(5000, 128, generator=torch.Generator().manual_seed(1)) * 2 * sigma - sigma)
     torch.manual_seed(0)
     anchor, positive, negative = (torch.randn(4, 3, 16, 224, 224) for _ in range(3))
     args = argparse.Namespace(no_tca=False, tca_lambda=0.1, no_temporal_negative=False, amp=False)
     np.random.seed(0)
     loss, logits = compute_loss(
-        QueryEncoder(model), model_ema, contrast, NCESoftmaxLoss(), anchor, positive, negative, np.random, args,
-        runtime.local_context("cpu"),
-    )  # fmt: skip
+        moco, NCESoftmaxLoss(), anchor, positive, negative, np.random, args, runtime.local_context("cpu")
+    )
     assert list(logits.shape) == ref["logits_shape"]
     assert loss.item() == pytest.approx(ref["loss_full(TCA+temporal_neg+queue)"], rel=1e-5)
     assert ins_prob(logits).item() == pytest.approx(ref["ins_prob(mean out[:,0])"], rel=1e-5)
     assert close(logits[:, 0].tolist(), ref["l_pos/T"]) and close(logits[:, -1].tolist(), ref["l_neg_temporal/T"])
     assert close(logits[0, 1:5].tolist(), ref["l_neg_queue/T[0,:4]"])
-    assert contrast.index == ref["queue_pointer_after"]
+    assert moco.index == ref["queue_pointer_after"]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.003, momentum=0.9, weight_decay=1e-4)
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -96,9 +92,9 @@ def test_recipe_b_pretraining_step_matches_the_original():
     assert close(model.id_head[2].bias.grad[:4].tolist(), step["grad id_head.2.bias[:4]"], 1e-5)
     assert model.cls_head[2].weight.grad is None
     optimizer.step()
-    moment_update(model, model_ema, 0.999)
+    moco.momentum_update()
     assert close(model.id_head[2].bias[:4].tolist(), step["after_step q id_head.2.bias[:4]"], 1e-5)
-    assert close(model_ema.id_head[2].bias[:4].tolist(), step["after_ema k id_head.2.bias[:4]"], 1e-5)
+    assert close(moco.encoder_k.id_head[2].bias[:4].tolist(), step["after_ema k id_head.2.bias[:4]"], 1e-5)
 
 
 @pytest.mark.slow
@@ -106,27 +102,19 @@ def test_recipe_b_ablations_without_tca_and_temporal_negative():
     ref = REF["recipeB_pretrain_step_i3d"]
     model = build_backbone("i3d")
     det_init(model)
-    contrast = MemoryMoCo(128, 1, 5000, 0.07, True)
     sigma = 1 / math.sqrt(128 / 3)
     memory = torch.rand(5000, 128, generator=torch.Generator().manual_seed(1)) * 2 * sigma - sigma
     torch.manual_seed(0)
     anchor, positive, negative = (torch.randn(4, 3, 16, 224, 224) for _ in range(3))
     for no_tca, no_tn, key in ((True, False, "loss_without_TCA"), (False, True, "loss_without_temporal_negative")):
-        contrast.memory.copy_(memory)
+        moco = VTDL(model, 1, 5000, 0.07, True)  # a fresh key encoder (a copy of the query encoder) and queue
+        moco.memory.copy_(memory)
         args = argparse.Namespace(no_tca=no_tca, tca_lambda=0.1, no_temporal_negative=no_tn, amp=False)
         with torch.no_grad():
             loss, _ = compute_loss(
-                QueryEncoder(model),
-                copy.deepcopy(model),
-                contrast,
-                NCESoftmaxLoss(),
-                anchor,
-                positive,
-                negative,
-                np.random.RandomState(0),
-                args,
+                moco, NCESoftmaxLoss(), anchor, positive, negative, np.random.RandomState(0), args,
                 runtime.local_context("cpu"),
-            )
+            )  # fmt: skip
         assert loss.item() == pytest.approx(ref[key], rel=1e-4), key
 
 

@@ -14,18 +14,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from shared_utils import dist
+from shared_utils import checkpoint, dist
 from shared_utils.checkpoint import (
     CheckpointWriter,
     add_prefix,
     extract_state_dict,
     load_checkpoint,
     load_state_dict_reported,
-    plain_args,
     strip_prefix,
 )
 from shared_utils.cli import fail
-from shared_utils.rng import capture_rng_state, restore_rng_state
 
 EPOCH_PATTERN = "checkpoint_{epoch:04d}.pth.tar"
 LATEST = "checkpoint.pth.tar"
@@ -57,23 +55,40 @@ def load_generator(G, path_or_ckpt, name: str) -> dict:
     return ckpt
 
 
+# the released keys first, then what exact resume needs, in this order
+CHECKPOINT_ORDER = ("epoch", "arch", "state_dict", "iteration", "global_step", "optimizer", "generator", "optimizer_g")
+RESUME_ORDER = ("count", "scaler", "rng", "sampler_seed", "args")
+
+
+def run_state(D, opt_d, G=None, opt_g=None, name: str = "D", **counters) -> checkpoint.RunState:
+    """D as `state_dict` and G as `generator` ('module.' keys, as DDP wrote them; D strictly loaded with a key
+    report), their optimizers, the queue ages `count` (a buffer kept out of D's state dict)."""
+    count = checkpoint.StatePart(
+        lambda: D.count.detach().cpu().clone(), lambda saved: D.count.copy_(saved.to(D.count.dtype))
+    )
+    put_d = lambda state: load_state_dict_reported(D, state, strict=True, name=name)  # noqa: E731
+    parts = {"state_dict": checkpoint.StatePart(D.state_dict, put_d), "optimizer": opt_d, "count": count}
+    parts |= {"generator": G, "optimizer_g": opt_g}
+    parts = {key: part for key, part in parts.items() if part is not None}
+    prefixes = {"state_dict": "module.", "generator": "module."}
+    return checkpoint.RunState(parts, prefixes=prefixes, optional={"optimizer", "count"}, **counters)
+
+
 def _restore_d(ckpt: dict, path: str, args, D, opt_d, run: RunState) -> None:
     if ckpt.get("arch") and ckpt["arch"] != args.arch:
         fail(f"checkpoint '{path}' was trained with -a {ckpt['arch']}, not {args.arch}")
-    state = strip_prefix(extract_state_dict(ckpt, ("state_dict",)), ("module.",))
-    load_state_dict_reported(D, state, strict=True, name=f"D '{os.path.basename(path)}'")
-    run.epoch = int(ckpt.get("epoch", 0))
-    run.iteration = int(ckpt.get("iteration", 0))
-    run.global_step = int(ckpt.get("global_step", run.epoch * run.iters_per_epoch + run.iteration))
-    if "count" in ckpt:
-        D.count.copy_(ckpt["count"].to(D.count.dtype))
-    else:
+    ckpt = {**ckpt, "state_dict": extract_state_dict(ckpt, ("state_dict",))}  # a bare D state dict loads too
+    state = run_state(D, opt_d, name=f"D '{os.path.basename(path)}'", epoch=0, iteration=0, global_step=-1)
+    state["sampler_seed"] = run.seed
+    state.load(ckpt, restore_rng=False)  # the RNG once G is loaded too (resume_run)
+    run.epoch, run.iteration, run.seed = state["epoch"], state["iteration"], state["sampler_seed"]
+    run.global_step = state["global_step"]
+    if run.global_step < 0:  # the released files: from the epoch counter
+        run.global_step = run.epoch * run.iters_per_epoch + run.iteration
+    if "count" not in ckpt:
         print("queue ages (count) not in the checkpoint: starting from 0 as the released code does")
-    if "optimizer" in ckpt:
-        opt_d.load_state_dict(ckpt["optimizer"])
-    else:
+    if "optimizer" not in ckpt:
         print("no D optimizer state in the checkpoint: SGD momentum starts from zero")
-    run.seed = int(ckpt.get("sampler_seed", run.seed))
 
 
 def resume_run(args, G, D, opt_g, opt_d, ckp_dir: str, seed: int, iters_per_epoch: int) -> RunState:
@@ -98,38 +113,27 @@ def resume_run(args, G, D, opt_g, opt_d, ckp_dir: str, seed: int, iters_per_epoc
             g_ckpt = load_generator(G, args.resumeG, f"G '{os.path.basename(args.resumeG)}'")
             if opt_g is not None and "optimizer" in g_ckpt:
                 opt_g.load_state_dict(g_ckpt["optimizer"])
-    rng = ckpt.get("rng")
-    if isinstance(rng, list) and len(rng) == dist.get_world_size():
-        restore_rng_state(rng[dist.get_rank()])
+    if isinstance(ckpt.get("rng"), list):
+        checkpoint.RunState.restore_rng(ckpt["rng"])
     if path:
         print(f"starting at epoch {run.epoch}, iteration {run.iteration} (global step {run.global_step})")
     return run
 
 
 def save_run(run: RunState, G, D, opt_g, opt_d, args, ctx, epoch_done: bool) -> None:
-    """Write the latest state (all ranks must call: RNG states are gathered); numbered copies at epoch ends."""
-    rng = dist.all_gather_object(capture_rng_state())
-    if not dist.is_main_process():
-        return
-    state = {
-        "epoch": run.epoch,
-        "arch": args.arch,
-        "state_dict": add_prefix(D.state_dict(), "module."),
-        "iteration": run.iteration,
-        "global_step": run.global_step,
-        "optimizer": opt_d.state_dict(),
-        "generator": add_prefix(G.state_dict(), "module.") if G is not None else None,
-        "optimizer_g": opt_g.state_dict() if opt_g is not None else None,
-        "count": D.count.detach().cpu().clone(),
-        "scaler": None,  # bf16 autocast needs no loss scaling
-        "rng": rng,
-        "sampler_seed": run.seed,
-        "args": plain_args(args, ctx),
-    }
+    """Write the latest state (all ranks must call: RNG states are gathered); numbered copies at epoch ends.
+    scaler: None (bf16 autocast needs no loss scaling)."""
+    counters = {"epoch": run.epoch, "iteration": run.iteration, "global_step": run.global_step}
+    state = run_state(D, opt_d, G, opt_g, **counters, sampler_seed=run.seed)
+    absent = {key: None for key in ("generator", "optimizer_g") if key not in state.parts}
     numbered = epoch_done and (run.epoch % max(args.save_freq, 1) == 0 or run.epoch == args.epochs)
-    run.writer_d.save(state, epoch=run.epoch if numbered else None)
-    if numbered and G is not None:
-        g_state = {"epoch": run.epoch, "arch": args.arch, "state_dict": state["generator"]}
-        run.writer_g.save({**g_state, "optimizer": state["optimizer_g"]}, epoch=run.epoch, latest=False)
-    if numbered:
-        print(f"saved {run.writer_d.epoch_path(run.epoch)}")
+    epoch = run.epoch if numbered else None
+    order = CHECKPOINT_ORDER + RESUME_ORDER
+    state.save(run.writer_d, args, ctx, epoch=epoch, order=order, arch=args.arch, scaler=None, **absent)
+    if not (numbered and dist.is_main_process()):
+        return
+    if G is not None:
+        g_state = {"epoch": run.epoch, "arch": args.arch, "state_dict": add_prefix(G.state_dict(), "module.")}
+        g_state["optimizer"] = opt_g.state_dict() if opt_g is not None else None
+        run.writer_g.save(g_state, epoch=run.epoch, latest=False)
+    print(f"saved {run.writer_d.epoch_path(run.epoch)}")

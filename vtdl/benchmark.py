@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from shared_utils import runtime
-from vtdl.model import moment_update
 from vtdl.opts import get_pretrain_args_parser
 from vtdl.train_temporal_dis import build_state, compute_loss
 
@@ -35,15 +34,12 @@ def build_train_step(
     tca_rng = np.random.RandomState(0)
 
     def step() -> torch.Tensor:
-        loss, _ = compute_loss(
-            state["query"], state["model_ema"], state["contrast"], state["criterion"], anchor, positive, negative,
-            tca_rng, args, ctx,
-        )  # fmt: skip
+        loss, _ = compute_loss(state["model"], state["criterion"], anchor, positive, negative, tca_rng, args, ctx)
         state["optimizer"].zero_grad(set_to_none=True)
         loss.backward()
         state["optimizer"].step()
-        moment_update(state["query"], state["model_ema"], args.alpha)
+        state["model"].momentum_update()
         return loss.detach()
 
     config = f"i3d {frames}x{spatial_size}px, K={args.nce_k}, TCA + temporal negative"
-    return step, {"method": "vtdl", "config": config, "batch_size": batch_size, "model": state["query"]}
+    return step, {"method": "vtdl", "config": config, "batch_size": batch_size, "model": state["model"].encoder_q}

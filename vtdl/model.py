@@ -1,7 +1,8 @@
-"""Backbone choice, the original's initialisation and checkpoint loading, and the MoCo queue (spec §5, §6, §8.1)."""
+"""Backbone choice, the original's initialisation and checkpoint loading, and VTDL's MoCo (spec §5, §6, §8.1)."""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 
@@ -13,6 +14,7 @@ from shared_utils.checkpoint import compare_keys, load_checkpoint, strip_prefix,
 from shared_utils.cli import fail
 from shared_utils.width import check_saved_width
 from vtdl.c3d import C3D
+from vtdl.heads import EMBED_DIM
 from vtdl.i3d import I3D
 from vtdl.r2p1d import R2Plus1D
 from vtdl.r3d import R3D
@@ -63,31 +65,57 @@ def weights_init(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 1.0, 0.02)
 
 
-@torch.no_grad()
-def moment_update(model: nn.Module, model_ema: nn.Module, m: float) -> None:
-    """Key encoder EMA on parameters only: p_k <- m p_k + (1 - m) p_q (BN buffers stay the key encoder's own)."""
-    q_params = [p.detach() for p in unwrap_model(model).parameters()]
-    k_params = list(model_ema.parameters())
-    if len(q_params) != len(k_params):
-        raise ValueError("query and key encoders differ")
-    torch._foreach_mul_(k_params, m)
-    torch._foreach_add_(k_params, q_params, alpha=1 - m)
+class VTDL(nn.Module):
+    """VTDL's MoCo (spec §6.1-6.2): the query encoder, its momentum copy (the key encoder) and the queue of the
+    last K keys.
 
+    forward(anchor, positive, negative=None) -> logits [B, 1 + K (+ 1)] = [l_pos, l_queue, (l_tn)] / T. The
+    temporal negative goes through the query encoder WITH gradient, in its own BN batch (the original's second
+    call); the key through the key encoder without a graph, shuffled across processes (shuffle-BN, identity in one
+    process). The keys are enqueued after the logits. The momentum update is its own step, `momentum_update()`,
+    called after the optimiser step as in the original (moving it into forward would change the saved key encoder).
 
-class MemoryMoCo(nn.Module):
-    """The queue of the last K keys and the logits of spec §6.2; buffers `params` ([-1]: NCE normaliser, unset)
-    and `memory` [K, D] (U(-s, s), s = 1/sqrt(D/3)) keep the original's checkpoint keys. `index` (the queue
-    pointer, lost by the original on resume) is saved beside them by the training script."""
+    Buffers `params` ([-1]: NCE normaliser, unset) and `memory` [K, D] (U(-s, s), s = 1/sqrt(D/3)) are the
+    original MemoryMoCo's; `index` (the queue pointer, lost by the original on resume) is a plain attribute. The
+    checkpoint keeps the original entries: the training script maps encoder_q -> `model`, encoder_k -> `model_ema`
+    and `contrast_state_dict()` -> `contrast`.
+    """
 
-    def __init__(self, feature_dim: int, n_data: int, K: int, T: float = 0.07, use_softmax: bool = False):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        n_data: int,
+        K: int,
+        T: float = 0.07,
+        use_softmax: bool = False,
+        m: float = 0.999,
+        dim: int = EMBED_DIM,
+    ) -> None:
         super().__init__()
-        self.n_data, self.K, self.T, self.use_softmax = n_data, K, T, use_softmax
+        self.n_data, self.K, self.T, self.use_softmax, self.m = n_data, K, T, use_softmax, m
+        self.encoder_q = encoder
+        self.encoder_k = copy.deepcopy(encoder)  # key = query at the start (weights and BN statistics)
+        self.encoder_k.requires_grad_(False)
         self.index = 0
-        stdv = 1.0 / math.sqrt(feature_dim / 3)
+        stdv = 1.0 / math.sqrt(dim / 3)
         self.register_buffer("params", torch.tensor([-1.0]))
-        self.register_buffer("memory", torch.rand(K, feature_dim).mul_(2 * stdv).add_(-stdv))
+        self.register_buffer("memory", torch.rand(K, dim).mul_(2 * stdv).add_(-stdv))  # K, D
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, n: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor | None = None):
+        q = self.encoder_q(anchor)[0]  # B, 128 (unit norm)
+        n = self.encoder_q(negative)[0] if negative is not None else None  # B, 128
+        with torch.no_grad():  # no graph through the key encoder
+            k = self.key_features(positive)  # B, 128
+        with torch.autocast(q.device.type, enabled=False):  # the logits in float32 under AMP
+            return self.contrast(q.float(), k.float(), None if n is None else n.float())
+
+    def key_features(self, positive: torch.Tensor) -> torch.Tensor:
+        """Keys with shuffle-BN: shuffle across processes, encode (BN in train mode: batch statistics), unshuffle.
+        forward calls it under no_grad."""
+        shuffled, idx_unshuffle = dist.batch_shuffle(positive)
+        return dist.batch_unshuffle(self.encoder_k(shuffled)[0], idx_unshuffle)
+
+    def contrast(self, q: torch.Tensor, k: torch.Tensor, n: torch.Tensor | None = None) -> torch.Tensor:
         """q, k, n [B, D] (unit norm) -> logits [B, 1 + K (+ 1)] / T; then the keys (gathered over ranks) are
         enqueued. With use_softmax=False: exp(logits) / Z with Z frozen from the first call."""
         queue = self.memory.clone().detach()  # K, D (before this batch is enqueued)
@@ -110,6 +138,30 @@ class MemoryMoCo(nn.Module):
         rows = (torch.arange(keys.shape[0], device=keys.device) + self.index) % self.K
         self.memory.index_copy_(0, rows, keys.to(self.memory.dtype))
         self.index = int((self.index + keys.shape[0]) % self.K)
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """Key encoder EMA on parameters only: p_k <- m p_k + (1 - m) p_q (BN buffers stay the key encoder's own)."""
+        q_params = [p.detach() for p in self.encoder_q.parameters()]
+        k_params = list(self.encoder_k.parameters())
+        if len(q_params) != len(k_params):
+            raise ValueError("query and key encoders differ")
+        torch._foreach_mul_(k_params, self.m)
+        torch._foreach_add_(k_params, q_params, alpha=1 - self.m)
+
+    def contrast_state_dict(self) -> dict:
+        """The original's `contrast` checkpoint entry: MemoryMoCo's buffers `params` and `memory`."""
+        return {"params": self.params.detach(), "memory": self.memory.detach()}
+
+    @torch.no_grad()
+    def load_contrast_state_dict(self, state: dict) -> None:
+        """Restore `params` and `memory` from a `contrast` entry (same shapes: the same --nce_k)."""
+        for name in ("params", "memory"):
+            buffer = getattr(self, name)
+            if name not in state or tuple(state[name].shape) != tuple(buffer.shape):
+                got = tuple(state[name].shape) if name in state else "missing"
+                raise RuntimeError(f"contrast.{name}: checkpoint {got} vs model {tuple(buffer.shape)}")
+            buffer.copy_(state[name])
 
 
 # --------------------------------------------------------------------------------------------------- loading

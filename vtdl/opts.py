@@ -84,11 +84,10 @@ def _common_new_flags(parser, pretrain: bool) -> None:
     )
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when available")
     g.add_argument("--dist_url", "--dist-url", default=None, help="tcp://host:port for --gpus launches")
-    # the fine-tune original called torch.manual_seed(1); --max_iters was --stop_at_iter here (still accepted)
+    # the fine-tune original called torch.manual_seed(1); --max_iters was --stop_at_iter here (still accepted);
+    # main.py (fine-tuning) reads --max_iters and --save_every_iters, test.py and feature_extractor.py ignore them
     add_run_flags(g, "seed", seed_default=0 if pretrain else 1)
-    add_run_flags(g, "channels_last", "no_tensorboard", "iters_per_epoch", "save_every_iters")
-    if pretrain:  # fine-tuning has epoch caps only
-        add_run_flags(g, "max_iters")
+    add_run_flags(g, "channels_last", "no_tensorboard", "iters_per_epoch", "save_every_iters", "max_iters")
     g.add_argument(
         "--r2p1d_layers",
         default="2,2,2,2",

@@ -4,7 +4,6 @@ and TCA on the query. Run from anywhere: `python vtdl/train_temporal_dis.py --so
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import sys
@@ -12,10 +11,9 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
 
 from shared_utils import dist
-from shared_utils.checkpoint import CheckpointWriter, add_prefix, load_checkpoint, plain_args, strip_prefix
+from shared_utils.checkpoint import CheckpointWriter, RunState, StatePart, load_checkpoint, unwrap_model
 from shared_utils.cli import fail, require_file, run_cli
 from shared_utils.data import DataWarnings, EpochSampler, build_loader
 from shared_utils.logger import (
@@ -26,41 +24,23 @@ from shared_utils.logger import (
     make_tb_writer,
     write_args_json,
 )
-from shared_utils.rng import capture_rng_state, derive_seed, restore_rng_state
+from shared_utils.rng import derive_seed
+from shared_utils.runtime import wrap_ddp
 from vtdl import runtime
 from vtdl.dataset import PretrainDataset, TrainTransform, build_reader, read_list
-from vtdl.heads import EMBED_DIM
 from vtdl.loss import NCECriterion, NCESoftmaxLoss, ins_prob, positive_probability
-from vtdl.model import MemoryMoCo, build_backbone, moment_update, weights_init
+from vtdl.model import VTDL, build_backbone, weights_init
 from vtdl.opts import get_pretrain_args_parser, jitter_mode, start_range_len
 from vtdl.tca import tca
 
 
-class QueryEncoder(nn.Module):
-    """One DDP forward for both query-encoder passes (anchor, temporal negative): separate BN batches, as the
-    original's two calls, and a single gradient reduction."""
-
-    def __init__(self, encoder: nn.Module):
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, anchor: torch.Tensor, negative: torch.Tensor | None = None):
-        q = self.encoder(anchor)[0]  # B, 128 (unit norm)
-        n = self.encoder(negative)[0] if negative is not None else None
-        return q, n
-
-
-def compute_loss(query, model_ema, contrast, criterion, anchor, positive, negative, tca_rng, args, ctx):
-    """One VTDL step's loss and logits (spec §6.2): TCA on the anchor, q from the query encoder, k from the key
-    encoder (shuffle-BN across processes), n (temporal negative) from the query encoder WITH gradient."""
+def compute_loss(model, criterion, anchor, positive, negative, tca_rng, args, ctx):
+    """One VTDL step's loss and logits (spec §6.2): TCA on the anchor, then the VTDL module (q and the temporal
+    negative n from the query encoder with gradient, k from the key encoder with shuffle-BN, the queue)."""
     if not args.no_tca:
         anchor = tca(anchor, tca_rng, args.tca_lambda)
     with ctx.autocast():
-        q, n = query(anchor, None if args.no_temporal_negative else negative)
-        with torch.no_grad():
-            shuffled, idx_unshuffle = dist.batch_shuffle(positive)
-            k = dist.batch_unshuffle(model_ema(shuffled)[0], idx_unshuffle)  # B, 128
-    logits = contrast(q.float(), k.float(), None if n is None else n.float())  # B, K + 1 (+ 1)
+        logits = model(anchor, positive, None if args.no_temporal_negative else negative)  # B, K + 1 (+ 1)
     return criterion(logits), logits
 
 
@@ -75,25 +55,22 @@ def adjust_learning_rate(optimizer, epoch: int, args) -> float:
 
 def train_one_epoch(state, loader, epoch: int, start_iter: int, args, ctx) -> str:
     """Iterate one epoch (from start_iter when resuming mid-epoch). Returns 'done' or 'stop' (--max_iters)."""
-    query, model_ema, contrast = state["query"], state["model_ema"], state["contrast"]
+    model = state["model"]
     logger = MetricLogger(delimiter="  ")
     logger.restore_totals(state.pop("resumed_meters", {}) if start_iter else {})
     header = f"TemporalDis Train: [{epoch}]"
-    query.train()
-    model_ema.train()  # the original's key encoder: eval mode except BN, i.e. batch statistics
+    model.train()  # the key encoder too: the original's eval mode except BN, i.e. batch statistics
     for it, (inputs, _label, _index) in enumerate(logger.log_every(loader, args.print_freq, header), start_iter):
         if args.iters_per_epoch and it >= args.iters_per_epoch:
             break
         anchor, positive, negative = (runtime.to_device(x, args, ctx) for x in inputs)
         tca_rng = np.random.RandomState(derive_seed("tca", args.seed, epoch, it, ctx.rank) % 2**32)
-        loss, logits = compute_loss(
-            query, model_ema, contrast, state["criterion"], anchor, positive, negative, tca_rng, args, ctx
-        )
+        loss, logits = compute_loss(model, state["criterion"], anchor, positive, negative, tca_rng, args, ctx)
         check_finite(loss, state["global_step"])
         state["optimizer"].zero_grad(set_to_none=True)
         loss.backward()
         state["optimizer"].step()
-        moment_update(query, model_ema, args.alpha)
+        unwrap_model(model).momentum_update()
         state["global_step"] += 1
         logger.update(
             n=anchor.shape[0],
@@ -116,28 +93,40 @@ def train_one_epoch(state, loader, epoch: int, start_iter: int, args, ctx) -> st
 # --------------------------------------------------------------------------------------------------- checkpoints
 
 
+# the original's entries first, in its order; then what exact resume needs
+CHECKPOINT_ORDER = ("opt", "args", "model", "model_ema", "contrast", "contrast_index", "optimizer", "epoch")
+
+
+def run_state(state, epochs_done: int = 0, iteration: int = 0) -> RunState:
+    """The run's parts under the original's keys: the query encoder as `model` and the key encoder as `model_ema`
+    ('module.' keys, as the original's DataParallel wrote them), the queue buffers as `contrast`; the queue
+    pointer (lost by the original) as `contrast_index`; the optimizer; epoch = epochs done."""
+    moco = unwrap_model(state["model"])
+    parts = {
+        "model": moco.encoder_q,
+        "model_ema": moco.encoder_k,
+        "contrast": StatePart(moco.contrast_state_dict, moco.load_contrast_state_dict),
+        "contrast_index": StatePart(lambda: moco.index, lambda index: setattr(moco, "index", int(index))),
+        "optimizer": state["optimizer"],
+    }
+    prefixes = {"model": "module.", "model_ema": "module."}
+    counters = {"epoch": epochs_done, "iteration": iteration, "global_step": state["global_step"]}
+    return RunState(parts, prefixes=prefixes, optional={"contrast_index"}, **counters)
+
+
 def save(state, args, ctx, epochs_done: int, iteration: int = 0, epoch_file: bool = False) -> None:
     """current.pth (+ ckpt_epoch_{e}.pth) in the original format, plus what exact resume needs (every rank's RNG,
     the running epoch meters). Called on every rank: the RNG gather is a collective."""
-    rng = dist.all_gather_object(capture_rng_state())
-    if not dist.is_main_process():
-        return
-    encoder = state["query"].module.encoder if hasattr(state["query"], "module") else state["query"].encoder
-    ckpt = {
-        "opt": plain_args(args, ctx),
-        "args": plain_args(args, ctx),
-        "model": add_prefix(encoder.state_dict(), "module."),
-        "model_ema": add_prefix(state["model_ema"].state_dict(), "module."),
-        "contrast": state["contrast"].state_dict(),
-        "contrast_index": state["contrast"].index,
-        "optimizer": state["optimizer"].state_dict(),
-        "epoch": epochs_done,
-        "iteration": iteration,
-        "global_step": state["global_step"],
-        "rng": rng,
-        "meters": state["meters"].totals() if iteration and "meters" in state else {},
-    }
-    state["writer"].save(ckpt, epoch=epochs_done if epoch_file else None)
+    meters = state["meters"].totals() if iteration and "meters" in state else {}
+    run_state(state, epochs_done, iteration).save(
+        state["writer"],
+        args,
+        ctx,
+        epoch=epochs_done if epoch_file else None,
+        arg_keys=("opt", "args"),
+        order=CHECKPOINT_ORDER,
+        meters=meters,
+    )
 
 
 def resume(state, path: str) -> tuple[int, int]:
@@ -146,24 +135,14 @@ def resume(state, path: str) -> tuple[int, int]:
     for key in ("model", "model_ema", "contrast", "optimizer", "epoch"):
         if key not in ckpt:
             fail(f"--resume '{path}' is not a pretraining checkpoint (no '{key}')")
-    encoder = state["query"].module.encoder if hasattr(state["query"], "module") else state["query"].encoder
-    encoder.load_state_dict(strip_prefix(ckpt["model"], ("module.",)))
-    state["model_ema"].load_state_dict(strip_prefix(ckpt["model_ema"], ("module.",)))
-    state["contrast"].load_state_dict(ckpt["contrast"])
-    state["contrast"].index = int(ckpt.get("contrast_index", 0))
-    state["optimizer"].load_state_dict(ckpt["optimizer"])
-    state["global_step"] = int(ckpt.get("global_step", 0))
-    rng = [ckpt["rng"]] if isinstance(ckpt.get("rng"), dict) else ckpt.get("rng")  # dict: an older single-rank file
+    run = run_state(state)
+    run.load(ckpt)
+    state["global_step"] = run["global_step"]
     state["resumed_meters"] = ckpt.get("meters") or {}
-    if rng and len(rng) == dist.get_world_size():
-        restore_rng_state(rng[dist.get_rank()])
-    elif rng:
-        print(f"note: the checkpoint holds RNG states for {len(rng)} processes; RNG not restored")
-    else:
+    if not ckpt.get("rng"):
         print("note: checkpoint without queue pointer / RNG state (original format): the queue restarts at row 0")
-    iteration = int(ckpt.get("iteration", 0))
-    print(f"=> resumed '{path}' (epochs done {ckpt['epoch']}, iteration {iteration})")
-    return int(ckpt["epoch"]) + 1, iteration
+    print(f"=> resumed '{path}' (epochs done {run['epoch']}, iteration {run['iteration']})")
+    return run["epoch"] + 1, run["iteration"]
 
 
 # --------------------------------------------------------------------------------------------------- main
@@ -181,28 +160,21 @@ def run_dirs(args, date: str) -> tuple[str, str]:
 
 
 def build_state(args, ctx, n_data: int) -> dict:
-    """Query/key encoders (original init, key = copy of query), queue, criterion, SGD (query encoder only)."""
-    model = build_backbone(
+    """The VTDL module (original init, key encoder = copy of the query encoder, queue), criterion, SGD (query
+    encoder only). Under DDP the whole module is wrapped, as MoCo's: the start state is rank 0's everywhere."""
+    encoder = build_backbone(
         args.arch, num_classes=101, with_classifier=False, r2p1d_layers=args.r2p1d_layers, width_mult=args.width_mult
     )
-    model.apply(weights_init)
-    model_ema = copy.deepcopy(model)
-    model_ema.requires_grad_(False)
+    encoder.apply(weights_init)
+    moco = VTDL(encoder, n_data, args.nce_k, args.nce_t, args.softmax, args.alpha)
     memory_format = torch.channels_last_3d if args.channels_last else torch.contiguous_format
-    model.to(ctx.device, memory_format=memory_format)
-    model_ema.to(ctx.device, memory_format=memory_format)
-    contrast = MemoryMoCo(EMBED_DIM, n_data, args.nce_k, args.nce_t, args.softmax).to(ctx.device)
+    moco.to(ctx.device, memory_format=memory_format)
     criterion = NCESoftmaxLoss() if args.softmax else NCECriterion(n_data)
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
+        moco.encoder_q.parameters(), lr=args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
     )
-    query = QueryEncoder(model)
-    if ctx.distributed:
-        query = nn.parallel.DistributedDataParallel(query, device_ids=[ctx.gpu] if ctx.use_cuda else None)
     return {
-        "query": query,
-        "model_ema": model_ema,
-        "contrast": contrast,
+        "model": wrap_ddp(moco, ctx),
         "criterion": criterion,
         "optimizer": optimizer,
         "global_step": 0,
