@@ -91,3 +91,20 @@ def test_videomoco_bn_splits_reach_both_encoders_and_change_the_key_statistics()
     k_split = split.key_features(x)
     assert k_split.shape == k_plain.shape == (4, 8)
     assert not torch.allclose(k_split, k_plain, atol=1e-4)
+
+
+def test_vtdl_bn_splits_reach_both_encoders_and_the_flag_defaults_to_the_original():
+    from vtdl.model import VTDL, build_backbone
+    from vtdl.opts import get_pretrain_args_parser
+
+    assert get_pretrain_args_parser().parse_args([]).bn_splits == 1
+    assert get_pretrain_args_parser().parse_args(["--bn_splits", "4"]).bn_splits == 4
+    encoder = build_backbone("r3d", num_classes=101, with_classifier=False, width_mult=0.125)
+    moco = VTDL(encoder, 8, K=8, T=0.07, use_softmax=True, bn_splits=2)
+    for part in (moco.encoder_q, moco.encoder_k):
+        norms = [m for m in part.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        assert norms and all(m.bn_splits == 2 for m in norms)
+    plain = VTDL(build_backbone("r3d", num_classes=101, with_classifier=False, width_mult=0.125), 8, K=8)
+    assert all(type(m) is nn.BatchNorm3d for m in plain.encoder_k.modules() if isinstance(m, nn.BatchNorm3d))
+    x = torch.randn(4, 3, 4, 16, 16)
+    assert moco.key_features(x).shape == (4, 128)

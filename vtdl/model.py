@@ -12,6 +12,7 @@ from torch import nn
 from shared_utils import dist
 from shared_utils.checkpoint import compare_keys, load_checkpoint, strip_prefix, unwrap_model
 from shared_utils.cli import fail
+from shared_utils.split_bn import shuffled_forward, split_batchnorm
 from shared_utils.width import check_saved_width
 from vtdl.c3d import C3D
 from vtdl.heads import EMBED_DIM
@@ -72,7 +73,7 @@ class VTDL(nn.Module):
     forward(anchor, positive, negative=None) -> logits [B, 1 + K (+ 1)] = [l_pos, l_queue, (l_tn)] / T. The
     temporal negative goes through the query encoder WITH gradient, in its own BN batch (the original's second
     call); the key through the key encoder without a graph, shuffled across processes (shuffle-BN, identity in one
-    process). The keys are enqueued after the logits. The momentum update is its own step, `momentum_update()`,
+    process unless `bn_splits` > 1 simulates it: shared_utils.split_bn). The keys are enqueued after the logits. The momentum update is its own step, `momentum_update()`,
     called after the optimiser step as in the original (moving it into forward would change the saved key encoder).
 
     Buffers `params` ([-1]: NCE normaliser, unset) and `memory` [K, D] (U(-s, s), s = 1/sqrt(D/3)) are the
@@ -90,10 +91,12 @@ class VTDL(nn.Module):
         use_softmax: bool = False,
         m: float = 0.999,
         dim: int = EMBED_DIM,
+        bn_splits: int = 1,
     ) -> None:
         super().__init__()
         self.n_data, self.K, self.T, self.use_softmax, self.m = n_data, K, T, use_softmax, m
-        self.encoder_q = encoder
+        self.bn_splits = bn_splits
+        self.encoder_q = split_batchnorm(encoder, bn_splits)
         self.encoder_k = copy.deepcopy(encoder)  # key = query at the start (weights and BN statistics)
         self.encoder_k.requires_grad_(False)
         self.index = 0
@@ -110,10 +113,9 @@ class VTDL(nn.Module):
             return self.contrast(q.float(), k.float(), None if n is None else n.float())
 
     def key_features(self, positive: torch.Tensor) -> torch.Tensor:
-        """Keys with shuffle-BN: shuffle across processes, encode (BN in train mode: batch statistics), unshuffle.
-        forward calls it under no_grad."""
-        shuffled, idx_unshuffle = dist.batch_shuffle(positive)
-        return dist.batch_unshuffle(self.encoder_k(shuffled)[0], idx_unshuffle)
+        """Keys with shuffle-BN: shuffle across processes (and split-BN sub-batches), encode (BN in train mode:
+        batch statistics), unshuffle. forward calls it under no_grad."""
+        return shuffled_forward(self.encoder_k, positive, self.bn_splits)
 
     def contrast(self, q: torch.Tensor, k: torch.Tensor, n: torch.Tensor | None = None) -> torch.Tensor:
         """q, k, n [B, D] (unit norm) -> logits [B, 1 + K (+ 1)] / T; then the keys (gathered over ranks) are

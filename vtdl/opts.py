@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from shared_utils.cli import ArgumentParser, add_fix_flag, add_run_flags, fix_enabled
+from shared_utils.split_bn import add_bn_splits_flag
 from shared_utils.width import add_width_flag
 
 PT_LOSSES = [
@@ -123,6 +124,7 @@ def get_pretrain_args_parser(add_help: bool = True) -> ArgumentParser:
     p.add_argument("--crop", type=float, default=0.2, help="unused by the original")
     p.add_argument("--dataset", type=str, default="hmdb51", choices=["hmdb51", "ucf101", "kinetics"])
     p.add_argument("--resume", default="", type=str, help="pretraining checkpoint to resume from")
+    add_bn_splits_flag(p)
     p.add_argument(
         "--aug",
         type=str,

@@ -166,7 +166,7 @@ def build_state(args, ctx, n_data: int) -> dict:
         args.arch, num_classes=101, with_classifier=False, r2p1d_layers=args.r2p1d_layers, width_mult=args.width_mult
     )
     encoder.apply(weights_init)
-    moco = VTDL(encoder, n_data, args.nce_k, args.nce_t, args.softmax, args.alpha)
+    moco = VTDL(encoder, n_data, args.nce_k, args.nce_t, args.softmax, args.alpha, bn_splits=args.bn_splits)
     memory_format = torch.channels_last_3d if args.channels_last else torch.contiguous_format
     moco.to(ctx.device, memory_format=memory_format)
     criterion = NCESoftmaxLoss() if args.softmax else NCECriterion(n_data)
