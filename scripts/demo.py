@@ -450,7 +450,7 @@ PRESETS = {  # preset -> (seeds scored and averaged, the untuned verdict seed)
 }
 
 
-def main() -> None:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="demo", choices=sorted(PRESETS))
     parser.add_argument("--out", default="", help="default: experiments/demo (demo) or experiments/demo_long (long)")
@@ -470,7 +470,11 @@ def main() -> None:
         "--epochs", type=int, default=0, help="pretraining epochs of every method (default: the preset's)"
     )
     parser.add_argument("--reuse", action="store_true", help="skip pretraining where the checkpoint exists")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = get_args_parser().parse_args()
     tuned, verdict_seed = PRESETS[args.preset]
     seeds = args.seeds if args.seeds is not None else tuned + ([verdict_seed] if verdict_seed is not None else [])
     args.out = os.path.abspath(
