@@ -108,3 +108,20 @@ def test_vtdl_bn_splits_reach_both_encoders_and_the_flag_defaults_to_the_origina
     assert all(type(m) is nn.BatchNorm3d for m in plain.encoder_k.modules() if isinstance(m, nn.BatchNorm3d))
     x = torch.randn(4, 3, 4, 16, 16)
     assert moco.key_features(x).shape == (4, 128)
+
+
+def test_keys_are_normalised_with_the_statistics_of_a_shuffled_sub_batch():
+    """What shuffle-BN is for: key i is normalised together with a random group of clips, not with its own
+    query's group (the contiguous chunk of the unshuffled batch)."""
+    encoder = split_batchnorm(nn.Sequential(nn.BatchNorm1d(3)), 2).train()
+    x = torch.randn(8, 3) * 2 + 1
+    torch.manual_seed(0)
+    out = shuffled_forward(encoder, x, 2)
+    torch.manual_seed(0)
+    perm = torch.randperm(8)
+    reference = nn.BatchNorm1d(3).train()
+    shuffled = x[perm]
+    expected = torch.cat([reference(chunk) for chunk in shuffled.chunk(2)])[torch.argsort(perm)]
+    torch.testing.assert_close(out, expected)
+    unshuffled = torch.cat([reference(chunk) for chunk in x.chunk(2)])
+    assert not torch.allclose(out, unshuffled, atol=1e-3)  # the groups did change
