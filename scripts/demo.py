@@ -435,7 +435,8 @@ def plot_summary(rows: list[dict], path: str) -> None:
         ax.bar(x + 0.27, [(r.get("supervised") or {}).get(metric, 0) for r in first], 0.27, label="supervised")
         ax.set_xticks(x, [r["method"] for r in first])
         ax.set_title(
-            f"{'linear probe' if key == 'linear' else 'kNN-1'} on 160 held-out videos (error bar: SE of margin)"
+            f"{'linear probe' if key == 'linear' else 'kNN-1'} on 160 held-out videos (error bar: SE of margin)",
+            fontsize=9,
         )
     axes[0].set_ylabel("top-1 (%)")
     axes[0].legend(fontsize=8)
