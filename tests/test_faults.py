@@ -23,11 +23,24 @@ from shared_utils.data import DataWarnings
 
 WRITER = textwrap.dedent(
     """
-    import sys, torch
+    import io, sys, time, torch
     from shared_utils.checkpoint import CheckpointWriter
+    real_save = torch.save
+
+    def save_then_stall(obj, handle):  # the third write stops half-way, so the kill lands inside a write
+        if obj["step"] < 2:
+            return real_save(obj, handle)
+        buffer = io.BytesIO()
+        real_save(obj, buffer)
+        handle.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        handle.flush()
+        print("mid-write", flush=True)
+        time.sleep(600)
+
+    torch.save = save_then_stall
     writer = CheckpointWriter(sys.argv[1], latest_name="checkpoint.pth", epoch_pattern=None, best_name=None)
-    payload = torch.empty(48 * 2**20 // 4)  # 48 MB per write, so a kill lands mid-write
-    for step in range(10**6):
+    payload = torch.empty(2**20)
+    for step in range(3):
         payload.fill_(float(step))
         writer.save({"step": step, "payload": payload})
         print(step, flush=True)
@@ -36,11 +49,11 @@ WRITER = textwrap.dedent(
 
 
 def kill_writer_mid_write(folder) -> list[str]:
-    """Start the writer, let it finish two checkpoints, SIGKILL it during the third; return leftover temp files."""
+    """Start the writer, let it finish two checkpoints, SIGKILL it half-way through the third; return the
+    leftover temp files."""
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(folder)], stdout=subprocess.PIPE, text=True)
     try:
-        assert [int(proc.stdout.readline()) for _ in range(2)] == [0, 1]
-        time.sleep(0.05)
+        assert [proc.stdout.readline().strip() for _ in range(3)] == ["0", "1", "mid-write"]
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -50,18 +63,15 @@ def kill_writer_mid_write(folder) -> list[str]:
 
 
 def test_checkpoint_killed_mid_write_never_replaces_the_good_file(tmp_path):
-    for attempt in range(3):  # a kill can race just past a rename; retry until it lands inside a write
-        folder = tmp_path / f"try{attempt}"
-        leftovers = kill_writer_mid_write(folder)
-        if leftovers:
-            break
-    assert leftovers, "the kill never landed inside a write"
-    ckpt = load_checkpoint(folder / "checkpoint.pth")
-    assert ckpt["step"] >= 1
-    assert torch.all(ckpt["payload"] == float(ckpt["step"]))  # complete and self-consistent, never a torn write
-    writer = CheckpointWriter(str(folder), latest_name="checkpoint.pth", epoch_pattern=None, best_name=None)
-    assert writer.latest() == str(folder / "checkpoint.pth")
-    assert not [n for n in os.listdir(folder) if n.endswith(".tmp")]  # stale temp files are cleaned up
+    leftovers = kill_writer_mid_write(tmp_path)
+    assert leftovers, "the killed write left no temporary file"
+    assert os.path.getsize(tmp_path / leftovers[0]) > 0  # a torn, half-written file
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pth")
+    assert ckpt["step"] == 1
+    assert torch.all(ckpt["payload"] == 1.0)  # the last complete write, never the torn one
+    writer = CheckpointWriter(str(tmp_path), latest_name="checkpoint.pth", epoch_pattern=None, best_name=None)
+    assert writer.latest() == str(tmp_path / "checkpoint.pth")
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]  # stale temp files are cleaned up
 
 
 # --------------------------------------------------------------------------------------- kill -9 mid-epoch
