@@ -77,11 +77,10 @@ def split_batchnorm(module: nn.Module, splits: int) -> nn.Module:
     return module
 
 
-@torch.no_grad()
 def shuffled_forward(encoder: nn.Module, x: torch.Tensor, splits: int = 1) -> torch.Tensor:
     """encoder(x) with shuffle-BN: permuted across ranks (dist.batch_shuffle) and, with split BN, across this
     process's sub-batches; the outputs come back in the order of x. Returns the encoder's first output when it
-    returns a tuple."""
+    returns a tuple. The caller decides about gradients (the key encoders run it under no_grad)."""
     shuffled, idx_unshuffle = dist.batch_shuffle(x)
     local = torch.randperm(x.shape[0], device=x.device) if splits > 1 else None
     if local is not None:
