@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared_utils import dist
+from shared_utils.cli import fail
 
 BN_SPLITS_HELP = (
     "simulated shuffle-BN on one process: BatchNorm statistics per sub-batch of B/N clips and the keys shuffled "
@@ -27,7 +28,20 @@ BN_SPLITS_HELP = (
 
 def add_bn_splits_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """Add `--bn_splits N` (int, default 1 = the original) to `parser` (or an argument group)."""
-    parser.add_argument("--bn_splits", default=1, type=int, help=BN_SPLITS_HELP)
+    parser.add_argument("--bn_splits", default=1, type=_positive_int, help=BN_SPLITS_HELP)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {text})")
+    return value
+
+
+def check_bn_splits(batch_per_process: int, splits: int) -> None:
+    """One clear line (exit 2) before any work when the per-process batch does not split evenly."""
+    if batch_per_process % splits:
+        fail(f"--bn_splits {splits} must divide the batch of each process ({batch_per_process} clips)")
 
 
 class _SplitBatchNormMixin:

@@ -125,3 +125,19 @@ def test_keys_are_normalised_with_the_statistics_of_a_shuffled_sub_batch():
     torch.testing.assert_close(out, expected)
     unshuffled = torch.cat([reference(chunk) for chunk in x.chunk(2)])
     assert not torch.allclose(out, unshuffled, atol=1e-3)  # the groups did change
+
+
+def test_bad_bn_splits_stop_with_one_line_before_training(capsys):
+    from shared_utils import runtime
+    from shared_utils.cli import UserError
+    from videomoco.opts import get_args_parser
+    from videomoco.train import per_process_batch
+
+    with pytest.raises(SystemExit) as stop:
+        get_args_parser().parse_args(["data", "--bn_splits", "0"])
+    assert stop.value.code == 2 and "must be >= 1" in capsys.readouterr().err
+    args = get_args_parser().parse_args(["data", "-b", "16", "--bn_splits", "3"])
+    with pytest.raises(UserError, match=r"--bn_splits 3 must divide the batch of each process \(16 clips\)"):
+        per_process_batch(args, runtime.local_context("cpu"))  # run_cli prints it as one line, exit code 2
+    args = get_args_parser().parse_args(["data", "-b", "16", "--bn_splits", "4"])
+    assert per_process_batch(args, runtime.local_context("cpu")) == 16

@@ -37,6 +37,7 @@ from shared_utils.logger import (
 )
 from shared_utils.metrics import accuracy
 from shared_utils.rng import seed_everything
+from shared_utils.split_bn import check_bn_splits
 from videomoco.augment import VideoMoCoAugment
 from videomoco.dataset import (
     ClipReader,
@@ -141,7 +142,9 @@ def setup_worker(args, plan: runtime.LaunchPlan, cudnn_flags: bool = True) -> tu
 
 def per_process_batch(args, ctx: runtime.RunContext) -> int:
     """-b is the batch of one node (moco): divided over the node's processes."""
-    return args.batch_size // ctx.local_world_size
+    batch = args.batch_size // ctx.local_world_size
+    check_bn_splits(batch, args.bn_splits)
+    return batch
 
 
 def workers_per_process(args, ctx: runtime.RunContext) -> int:

@@ -26,6 +26,7 @@ from shared_utils.logger import (
 )
 from shared_utils.rng import derive_seed
 from shared_utils.runtime import wrap_ddp
+from shared_utils.split_bn import check_bn_splits
 from vtdl import runtime
 from vtdl.dataset import PretrainDataset, TrainTransform, build_reader, read_list
 from vtdl.loss import NCECriterion, NCESoftmaxLoss, ins_prob, positive_probability
@@ -193,6 +194,7 @@ def build_loader_for(args, ctx, warnings: DataWarnings):
         start_range_len(args),
     )
     batch = runtime.per_rank_batch(args.batch_size, ctx.world_size)
+    check_bn_splits(batch, args.bn_splits)
     if len(dataset) < args.batch_size:
         fail(f"{args.train_list} lists {len(dataset)} videos, fewer than one batch (--batch_size {args.batch_size})")
     sampler = EpochSampler(len(dataset), shuffle=True, seed=args.seed, batch_size=batch, drop_last=True)
